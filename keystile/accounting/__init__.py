@@ -1,0 +1,1 @@
+"""Account: usage read from responses, its cost from the price table, spend recorded off the hot path."""

@@ -1,0 +1,155 @@
+"""Gateway errors as values, and the one table that maps them to HTTP and both API formats.
+
+Every refusal keystile makes is a ``GatewayError`` carrying an ``ErrorKind``. The kind
+decides the HTTP status and how the body looks to each client:
+
+    ErrorKind              status  Anthropic error.type     OpenAI error.type       OpenAI code
+    ---------------------  ------  -----------------------  ----------------------  ---------------------
+    INVALID_REQUEST           400  invalid_request_error    invalid_request_error   (none)
+    BUDGET_EXCEEDED           400  invalid_request_error    budget_exceeded         budget_exceeded
+    AUTHENTICATION            401  authentication_error     invalid_request_error   invalid_api_key
+    PERMISSION                403  permission_error         permission_error        permission_denied
+    NOT_FOUND                 404  not_found_error          invalid_request_error   not_found
+    MODEL_NOT_FOUND           404  not_found_error          invalid_request_error   model_not_found
+    METHOD_NOT_ALLOWED        405  invalid_request_error    invalid_request_error   method_not_allowed
+    REQUEST_TOO_LARGE         413  request_too_large        invalid_request_error   request_too_large
+    UNSUPPORTED_MEDIA         415  invalid_request_error    invalid_request_error   unsupported_media_type
+    HEADERS_TOO_LARGE         431  invalid_request_error    invalid_request_error   headers_too_large
+    RATE_LIMITED              429  rate_limit_error         rate_limit_error        rate_limit_exceeded
+    INTERNAL                  500  api_error                server_error            internal_error
+    UPSTREAM_ERROR            502  api_error                server_error            upstream_error
+    UNAVAILABLE               503  api_error                server_error            service_unavailable
+    UPSTREAM_TIMEOUT          504  timeout_error            timeout_error           upstream_timeout
+    OVERLOADED                529  overloaded_error         server_error            overloaded
+
+Budget refusals are 400 on purpose: retrying cannot help, so no SDK should retry them (they
+retry 429 and 5xx), Anthropic itself answers an exhausted credit balance with 400
+``invalid_request_error``, and LiteLLM scripts already match ``budget_exceeded``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Iterable
+
+import orjson
+
+from keystile.apiformat import ApiFormat
+
+
+class ErrorKind(enum.Enum):
+    """One row of the table above: (status, anthropic type, openai type, openai code)."""
+
+    INVALID_REQUEST = (400, "invalid_request_error", "invalid_request_error", None)
+    BUDGET_EXCEEDED = (400, "invalid_request_error", "budget_exceeded", "budget_exceeded")
+    AUTHENTICATION = (401, "authentication_error", "invalid_request_error", "invalid_api_key")
+    PERMISSION = (403, "permission_error", "permission_error", "permission_denied")
+    NOT_FOUND = (404, "not_found_error", "invalid_request_error", "not_found")
+    MODEL_NOT_FOUND = (404, "not_found_error", "invalid_request_error", "model_not_found")
+    METHOD_NOT_ALLOWED = (405, "invalid_request_error", "invalid_request_error", "method_not_allowed")
+    REQUEST_TOO_LARGE = (413, "request_too_large", "invalid_request_error", "request_too_large")
+    UNSUPPORTED_MEDIA = (415, "invalid_request_error", "invalid_request_error", "unsupported_media_type")
+    HEADERS_TOO_LARGE = (431, "invalid_request_error", "invalid_request_error", "headers_too_large")
+    RATE_LIMITED = (429, "rate_limit_error", "rate_limit_error", "rate_limit_exceeded")
+    INTERNAL = (500, "api_error", "server_error", "internal_error")
+    UPSTREAM_ERROR = (502, "api_error", "server_error", "upstream_error")
+    UNAVAILABLE = (503, "api_error", "server_error", "service_unavailable")
+    UPSTREAM_TIMEOUT = (504, "timeout_error", "timeout_error", "upstream_timeout")
+    OVERLOADED = (529, "overloaded_error", "server_error", "overloaded")
+
+    @property
+    def status(self) -> int:
+        return self.value[0]
+
+    @property
+    def anthropic_type(self) -> str:
+        return self.value[1]
+
+    @property
+    def openai_type(self) -> str:
+        return self.value[2]
+
+    @property
+    def openai_code(self) -> str | None:
+        return self.value[3]
+
+
+_KIND_FOR_STATUS = {
+    400: ErrorKind.INVALID_REQUEST,
+    401: ErrorKind.AUTHENTICATION,
+    403: ErrorKind.PERMISSION,
+    404: ErrorKind.NOT_FOUND,
+    413: ErrorKind.REQUEST_TOO_LARGE,
+    429: ErrorKind.RATE_LIMITED,
+    500: ErrorKind.INTERNAL,
+    502: ErrorKind.UPSTREAM_ERROR,
+    503: ErrorKind.UNAVAILABLE,
+    504: ErrorKind.UPSTREAM_TIMEOUT,
+    529: ErrorKind.OVERLOADED,
+}
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The closest kind for an arbitrary HTTP status (used when translating upstream errors)."""
+    kind = _KIND_FOR_STATUS.get(status)
+    if kind is not None:
+        return kind
+    return ErrorKind.INVALID_REQUEST if 400 <= status < 500 else ErrorKind.UPSTREAM_ERROR
+
+
+class GatewayError(Exception):
+    """A refusal or failure that becomes an error response in the client's API format.
+
+    ``status`` defaults to the kind's status but may be overridden, so a translated upstream
+    error keeps the upstream's status code. ``headers`` are extra response headers
+    (``retry-after``, rate-limit headers).
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        param: str | None = None,
+        status: int | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.param = param
+        self.status = status or kind.status
+        self.headers = list(headers)
+        self.code = code
+
+    def body(self, fmt: ApiFormat) -> dict:
+        """The error object in ``fmt``'s wire shape."""
+        return error_body(fmt, self.kind, self.message, param=self.param, code=self.code)
+
+    def render(self, fmt: ApiFormat) -> bytes:
+        return orjson.dumps(self.body(fmt))
+
+    def __repr__(self) -> str:
+        return f"GatewayError({self.kind.name}, {self.status}, {self.message!r})"
+
+
+def error_body(
+    fmt: ApiFormat,
+    kind: ErrorKind,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> dict:
+    """Anthropic: ``{"type":"error","error":{type,message}}``; OpenAI: ``{"error":{message,type,param,code}}``."""
+    if fmt is ApiFormat.ANTHROPIC:
+        return {"type": "error", "error": {"type": kind.anthropic_type, "message": message}}
+    return {
+        "error": {
+            "message": message,
+            "type": kind.openai_type,
+            "param": param,
+            "code": code or kind.openai_code,
+        }
+    }

@@ -1,0 +1,1 @@
+"""Authorize: budgets and rate limits, checked in memory on the hot path."""

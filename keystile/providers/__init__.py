@@ -1,0 +1,1 @@
+"""Provider adapters: one module per upstream kind, all behind ``providers.base.Provider``."""

@@ -1,0 +1,1 @@
+"""Route: public model name to one deployment, with retries, cooldowns and fallbacks."""

@@ -1,0 +1,1 @@
+"""HTTP: the ASGI application, the inference handler and the admin API."""

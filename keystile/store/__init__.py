@@ -1,0 +1,1 @@
+"""Persistence of keys, users, teams and spend: SQLite by default, PostgreSQL to scale out."""

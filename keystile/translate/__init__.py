@@ -1,0 +1,1 @@
+"""Pure conversions between the Anthropic Messages and OpenAI Chat Completions formats."""
