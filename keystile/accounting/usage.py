@@ -25,3 +25,59 @@ class Usage:
     def prompt_tokens(self) -> int:
         """OpenAI's ``prompt_tokens``: every input token, cached or not."""
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_anthropic(usage: dict | None) -> Usage:
+    """An Anthropic ``usage`` object (response, ``message_start`` or ``message_delta``)."""
+    if not isinstance(usage, dict):
+        return Usage()
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        cache_read_tokens=_int(usage.get("cache_read_input_tokens")),
+        cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
+    )
+
+
+def usage_from_openai(usage: dict | None) -> Usage:
+    """An OpenAI ``usage`` object; cached prompt tokens are moved out of ``input_tokens``.
+
+    OpenAI reports cache reads as ``prompt_tokens_details.cached_tokens`` (included in
+    ``prompt_tokens``); some compatible servers report Anthropic-style cache fields too.
+    """
+    if not isinstance(usage, dict):
+        return Usage()
+    prompt = _int(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cache_read = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    cache_read = cache_read or _int(usage.get("cache_read_input_tokens"))
+    cache_write = _int(usage.get("cache_creation_input_tokens"))
+    return Usage(
+        input_tokens=max(prompt - cache_read - cache_write, 0),
+        output_tokens=_int(usage.get("completion_tokens")),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def usage_to_anthropic(usage: Usage) -> dict:
+    out = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+    if usage.cache_read_tokens or usage.cache_write_tokens:
+        out["cache_creation_input_tokens"] = usage.cache_write_tokens
+        out["cache_read_input_tokens"] = usage.cache_read_tokens
+    return out
+
+
+def usage_to_openai(usage: Usage) -> dict:
+    out: dict = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.prompt_tokens + usage.output_tokens,
+    }
+    if usage.cache_read_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return out
