@@ -1,0 +1,210 @@
+"""Usage read from responses: meters that watch a pass-through SSE stream, and whole bodies.
+
+Meters see every event of every stream, so they decide from the event name or a few byte
+checks whether an event can carry usage, and parse JSON only for the few that can. Their
+``usage`` is up to date after each event, so a stream cut off mid-way is charged for what
+was seen.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from keystile.accounting.usage import Usage, usage_from_anthropic, usage_from_openai
+from keystile.apiformat import ApiFormat
+
+__all__ = [
+    "AnthropicStreamMeter",
+    "OpenAIStreamMeter",
+    "is_usage_only_chunk",
+    "usage_from_response",
+]
+
+
+def _loads(data: bytes) -> dict | None:
+    try:
+        obj = orjson.loads(data)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _error_message(obj: dict) -> str:
+    error = obj.get("error")
+    if isinstance(error, dict):
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return message
+        kind = error.get("type")
+        if isinstance(kind, str) and kind:
+            return kind
+    elif isinstance(error, str) and error:
+        return error
+    return "error"
+
+
+class AnthropicStreamMeter:
+    """Usage, stop reason and any in-band error of one Anthropic Messages stream.
+
+    ``message_start`` carries input and cache counts and an initial output count;
+    ``message_delta`` carries cumulative counts (output, and possibly input and cache
+    again). Every count is the largest value seen, so nothing is added twice.
+    """
+
+    __slots__ = ("usage", "stop_reason", "error", "model")
+
+    # Event names that may carry what we want; every other event is skipped unparsed.
+    _WANTED = frozenset(("message_start", "message_delta", "error"))
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.stop_reason: str | None = None
+        self.error: str | None = None
+        self.model: str | None = None  # the model that answered, from ``message_start``
+
+    def observe(self, event: str | None, data: bytes) -> None:
+        if event is not None:
+            if event not in self._WANTED:
+                return
+        elif b"message_" not in data and b'"error"' not in data:
+            # A stream framed without ``event:`` lines; the type is inside the data.
+            return
+        obj = _loads(data)
+        if obj is None:
+            return
+        kind = obj.get("type") if event is None else event
+        if kind == "message_start":
+            message = obj.get("message")
+            if isinstance(message, dict):
+                self._merge(message.get("usage"))
+                model = message.get("model")
+                if isinstance(model, str):
+                    self.model = model
+        elif kind == "message_delta":
+            self._merge(obj.get("usage"))
+            delta = obj.get("delta")
+            if isinstance(delta, dict):
+                reason = delta.get("stop_reason")
+                if isinstance(reason, str):
+                    self.stop_reason = reason
+        elif kind == "error":
+            self.error = _error_message(obj)
+
+    def _merge(self, raw: object) -> None:
+        if not isinstance(raw, dict):
+            return
+        new = usage_from_anthropic(raw)
+        usage = self.usage
+        usage.input_tokens = max(usage.input_tokens, new.input_tokens)
+        usage.output_tokens = max(usage.output_tokens, new.output_tokens)
+        usage.cache_read_tokens = max(usage.cache_read_tokens, new.cache_read_tokens)
+        usage.cache_write_tokens = max(usage.cache_write_tokens, new.cache_write_tokens)
+
+
+_NULL_VALUE = (b":null", b": null")
+
+
+def _non_null(data: bytes, key: bytes, pattern: re.Pattern[bytes]) -> bool:
+    """Does the payload hold ``key`` (quoted) with a value other than null? Bytes only.
+
+    ``rfind`` and ``startswith`` at an offset are the cheapest scans bytes offer (``in`` goes
+    through the buffer protocol and costs more), and searching from the end finds ``usage``
+    and ``finish_reason`` quickly where OpenAI puts them. A key is taken to occur once per
+    payload — true of ``usage``, and of ``finish_reason`` as long as a chunk carries one
+    choice, as OpenAI's and vLLM's do. Quotes inside string values are escaped, so only a
+    value that is exactly the key's name can look like it; the regex tells those apart.
+    """
+    at = data.rfind(key)
+    while at >= 0:
+        if data.startswith(_NULL_VALUE, at + len(key)):
+            return False
+        if pattern.match(data, at) is not None:
+            return True
+        at = data.rfind(key, 0, at)
+    return False
+
+
+_USAGE_KEY = b'"usage"'
+_USAGE_SET = re.compile(rb'"usage"\s*:\s*(?!null)')
+_FINISH_KEY = b'"finish_reason"'
+_FINISH_SET = re.compile(rb'"finish_reason"\s*:\s*(?!null)')
+# An in-band error is a payload of its own, ``{"error": {...}}``: a prefix test, no scan.
+_ERROR_START = (b'{"error"', b'{ "error"')
+
+
+class OpenAIStreamMeter:
+    """Usage, finish reason and any in-band error of one OpenAI Chat Completions stream.
+
+    Usage arrives in the last chunk when the client asked for ``include_usage``; some
+    compatible servers send a running total in every chunk or ``"usage": null``. The latest
+    non-empty report wins, because OpenAI reports are cumulative and only the final one
+    splits out cached tokens.
+    """
+
+    __slots__ = ("usage", "finish_reason", "error", "model")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.finish_reason: str | None = None
+        self.error: str | None = None
+        self.model: str | None = None  # as named by the chunks that were parsed
+
+    def observe(self, data: bytes) -> None:
+        """One SSE ``data`` payload: a chunk's JSON, or ``b"[DONE]"``."""
+        if not (
+            _non_null(data, _USAGE_KEY, _USAGE_SET)
+            or _non_null(data, _FINISH_KEY, _FINISH_SET)
+            or data.startswith(_ERROR_START)
+        ):
+            return
+        obj = _loads(data)
+        if obj is None:
+            return
+        model = obj.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
+        raw_usage = obj.get("usage")
+        if raw_usage is None:
+            # Groq reports usage inside its own extension object on the last chunk.
+            extension = obj.get("x_groq")
+            raw_usage = extension.get("usage") if isinstance(extension, dict) else None
+        if isinstance(raw_usage, dict):
+            new = usage_from_openai(raw_usage)
+            if new.total_tokens:
+                self.usage = new
+        choices = obj.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict):
+                    reason = choice.get("finish_reason")
+                    if isinstance(reason, str):
+                        self.finish_reason = reason
+        if obj.get("error") is not None:
+            self.error = _error_message(obj)
+
+    @staticmethod
+    def is_usage_only_chunk(data: bytes) -> bool:
+        return is_usage_only_chunk(data)
+
+
+def is_usage_only_chunk(data: bytes) -> bool:
+    """True for the chunk OpenAI sends last under ``include_usage``: usage set, ``choices: []``.
+
+    The gateway drops it when it asked for usage on the client's behalf.
+    """
+    if not _non_null(data, _USAGE_KEY, _USAGE_SET):
+        return False
+    obj = _loads(data)
+    return obj is not None and obj.get("choices") == [] and isinstance(obj.get("usage"), dict)
+
+
+def usage_from_response(body: bytes, fmt: ApiFormat) -> Usage:
+    """Usage of a whole non-streaming response body; ``Usage()`` for anything unreadable."""
+    obj = _loads(body)
+    if obj is None:
+        return Usage()
+    if fmt is ApiFormat.ANTHROPIC:
+        return usage_from_anthropic(obj.get("usage"))
+    return usage_from_openai(obj.get("usage"))

@@ -1,0 +1,180 @@
+"""Authenticate: turn credential candidates into an identity, from an in-process cache.
+
+The master key is compared in constant time (as SHA-256 digests, so a generated master key
+whose raw value was never stored works the same way). Virtual keys are looked up by the
+SHA-256 of the full key string through ``KeyCache`` — positive and negative entries with a
+TTL, single-flight on a miss — so a request costs a database round-trip only the first
+time a key is seen. Changes made through keystile invalidate at once; changes made by other
+processes arrive through the store's revision counter (or Redis pub/sub) within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from keystile.credentials import QUERY_KEY_SOURCE, Candidate, Credentials, UpstreamCredentialKind, mask
+from keystile.errors import ErrorKind, GatewayError
+from keystile.store.records import KeyRecord, TeamRecord, UserRecord
+from keystile.store.repository import Store
+
+KEY_PREFIX = "sk-ks-"
+NEGATIVE_TTL = 5.0
+MAX_NEGATIVE_ENTRIES = 100_000
+
+
+def hash_key(raw: str) -> str:
+    """SHA-256 hex of the full key string — the same scheme LiteLLM uses, so its hashes import."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    """``sk-ks-`` + 32 URL-safe characters (192 bits of randomness)."""
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+@dataclass(slots=True)
+class Identity:
+    """Who is calling, once authenticated."""
+
+    token_hash: str
+    source: str
+    """The header the gateway key came from."""
+    is_master: bool = False
+    key: KeyRecord | None = None
+    user: UserRecord | None = None
+    team: TeamRecord | None = None
+
+    @property
+    def alias(self) -> str | None:
+        return self.key.key_alias if self.key else ("master" if self.is_master else None)
+
+
+@dataclass(slots=True)
+class CachedKey:
+    key: KeyRecord | None
+    user: UserRecord | None
+    team: TeamRecord | None
+    expires: float
+
+
+class KeyCache:
+    """hash → key with its user and team, or a remembered miss; bounded and TTL'd."""
+
+    def __init__(self, store: Store, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[str, CachedKey] = {}
+        self._negatives = 0
+        self._inflight: dict[str, asyncio.Future[CachedKey]] = {}
+        self.lookups = 0
+
+    def invalidate(self, token_hash: str | None = None) -> None:
+        if token_hash is None:
+            self._entries.clear()
+            self._negatives = 0
+        else:
+            self._entries.pop(token_hash, None)
+
+    async def get(self, token_hash: str) -> CachedKey:
+        entry = self._entries.get(token_hash)
+        if entry is not None and entry.expires > self.clock():
+            return entry
+        pending = self._inflight.get(token_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[CachedKey] = asyncio.get_running_loop().create_future()
+        self._inflight[token_hash] = future
+        try:
+            entry = await self._load(token_hash)
+            future.set_result(entry)
+            return entry
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            del self._inflight[token_hash]
+
+    async def _load(self, token_hash: str) -> CachedKey:
+        self.lookups += 1
+        key = await self.store.get_key(token_hash)
+        now = self.clock()
+        if key is None:
+            if self._negatives >= MAX_NEGATIVE_ENTRIES:
+                self._entries = {h: e for h, e in self._entries.items() if e.key is not None}
+                self._negatives = 0
+            self._negatives += 1
+            entry = CachedKey(None, None, None, now + NEGATIVE_TTL)
+        else:
+            user = await self.store.get_user(key.user_id) if key.user_id else None
+            team = await self.store.get_team(key.team_id) if key.team_id else None
+            entry = CachedKey(key, user, team, now + self.ttl)
+        self._entries[token_hash] = entry
+        return entry
+
+    def cached(self) -> list[CachedKey]:
+        return [e for e in self._entries.values() if e.key is not None]
+
+
+class Authenticator:
+    def __init__(self, cache: KeyCache, master_key_hash: str | None, wall_clock: Callable[[], float]) -> None:
+        self.cache = cache
+        self.master_key_hash = master_key_hash
+        self.wall_clock = wall_clock
+
+    def is_master(self, token_hash: str) -> bool:
+        return self.master_key_hash is not None and hmac.compare_digest(token_hash, self.master_key_hash)
+
+    async def authenticate(self, credentials: Credentials) -> Identity:
+        """The first candidate, in precedence order, that is the master key or a usable virtual key."""
+        refusals: list[str] = []
+        for candidate in credentials.candidates:
+            token_hash = hash_key(candidate.value)
+            if self.is_master(token_hash):
+                return Identity(token_hash, candidate.source, is_master=True)
+            entry = await self.cache.get(token_hash)
+            reason = self._refusal(entry)
+            if reason is None:
+                return Identity(token_hash, candidate.source, key=entry.key, user=entry.user, team=entry.team)
+            refusals.append(f"{_describe(candidate)} {reason}")
+        raise GatewayError(ErrorKind.AUTHENTICATION, self._message(credentials, refusals))
+
+    def _refusal(self, entry: CachedKey) -> str | None:
+        key = entry.key
+        if key is None:
+            return "is not a valid keystile key"
+        if key.blocked:
+            return "is blocked"
+        if key.expires_at is not None and key.expires_at <= self.wall_clock():
+            expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(key.expires_at))
+            return f"expired at {expired}"
+        if entry.team is not None and entry.team.blocked:
+            return f"belongs to team {entry.team.team_id!r}, which is blocked"
+        return None
+
+    @staticmethod
+    def _message(credentials: Credentials, refusals: list[str]) -> str:
+        looked = ", ".join(credentials.examined) if credentials.examined else "none present"
+        upstream = credentials.upstream
+        note = ""
+        if upstream is not None:
+            what = "an Anthropic OAuth token" if upstream.kind is UpstreamCredentialKind.ANTHROPIC_OAUTH else "an Anthropic API key"
+            note = f" The {upstream.source} header holds {what}, which is never accepted as a gateway key."
+        if not refusals:
+            return (
+                f"No gateway key found (headers examined: {looked}).{note} Send your keystile key in "
+                "x-api-key or Authorization: Bearer."
+            )
+        return f"Invalid gateway key: {'; '.join(refusals)} (headers examined: {looked}).{note}"
+
+
+def _describe(candidate: Candidate) -> str:
+    source = "the key query parameter" if candidate.source == QUERY_KEY_SOURCE else candidate.source
+    return f"{mask(candidate.value)} (from {source})"

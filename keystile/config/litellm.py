@@ -1,0 +1,124 @@
+"""A LiteLLM proxy ``config.yaml`` read as-is, so a LiteLLM user can switch by pointing at it.
+
+Understood: ``model_list[].model_name`` / ``litellm_params`` (``model: provider/model``,
+``api_base``, ``api_key``, ``api_version``, ``rpm``, ``tpm``, ``timeout``, ``stream_timeout``,
+``max_retries``, ``weight``, ``*_cost_per_token``…) / ``model_info.id``;
+``general_settings.master_key`` and ``database_url``; ``router_settings`` and
+``litellm_settings`` for retries, timeouts, fallbacks and cooldowns. A deployment on a
+provider keystile does not serve (bedrock, vertex_ai, …) is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
+from keystile.config.model import DEFAULT_DATABASE_URL, RouterSettings, Settings
+from keystile.config.native import read_fallbacks, read_server, read_spend
+from keystile.config.presets import OPENAI_COMPATIBLE
+from keystile.config.source import Fields, Source
+
+_DIRECT_PROVIDERS = {"anthropic": "anthropic", "openai": "openai", "azure": "azure", "text-completion-openai": "openai"}
+_STRATEGIES = {
+    "simple-shuffle": "weighted",
+    "least-busy": "least_busy",
+    "latency-based-routing": "latency",
+    "usage-based-routing": "capacity",
+    "usage-based-routing-v2": "capacity",
+    "cost-based-routing": "weighted",
+}
+_IGNORED_LITELLM_PARAMS = frozenset({"drop_params", "order", "use_in_pass_through", "merge_reasoning_content_in_choices"})
+
+
+def split_model(model: str) -> tuple[str | None, str]:
+    """``anthropic/claude-x`` → (``anthropic``, ``claude-x``); a bare name is guessed from its family."""
+    prefix, sep, rest = model.partition("/")
+    if sep:
+        return prefix, rest
+    if model.startswith("claude"):
+        return "anthropic", model
+    if model.startswith(("gpt-", "o1", "o3", "o4", "chatgpt", "text-embedding", "davinci", "babbage")):
+        return "openai", model
+    return None, model
+
+
+def read_litellm(source: Source) -> Settings:
+    top = Fields(source, source.data, ())
+    general = top.sub("general_settings")
+    litellm_settings = top.sub("litellm_settings")
+    router_settings = top.sub("router_settings")
+    keystile_section = top.sub("keystile")  # keystile-only settings may sit in a LiteLLM file
+
+    deployments = []
+    counts: dict[str, int] = {}
+    model_list = top.raw("model_list")
+    if not isinstance(model_list, list):
+        source.problem(("model_list",), "expected a list of models")
+        model_list = []
+    for i, entry in enumerate(model_list):
+        f = Fields(source, entry, ("model_list", i))
+        name = f.string("model_name", required=True)
+        params = f.sub("litellm_params")
+        info = f.sub("model_info")
+        upstream = params.string("model", required=True)
+        if not name or not upstream:
+            continue
+        if "*" in name:
+            source.warn(f.path + ("model_name",), "wildcard model names are not supported; entry skipped")
+            continue
+        provider, model = split_model(upstream)
+        if provider is None:
+            source.problem(params.path + ("model",), f"cannot tell the provider of {upstream!r}; write it as provider/model (anthropic/…, openai/…, azure/…)")
+            continue
+        if provider not in _DIRECT_PROVIDERS and provider not in OPENAI_COMPATIBLE:
+            source.warn(params.path + ("model",), f"provider {provider!r} is not supported by keystile; {name!r} deployment skipped")
+            continue
+        provider = _DIRECT_PROVIDERS.get(provider, provider)
+        index = counts.get(name, 0)
+        counts[name] = index + 1
+        if info.has("id") and not params.has("id"):
+            params.data["id"] = info.data["id"]
+        deployments.append(read_deployment(params, model_name=name, provider=provider, model=model, index=index))
+        params.warn_unknown(DEPLOYMENT_FIELDS | {"model"} | _IGNORED_LITELLM_PARAMS)
+
+    names = {d.model_name for d in deployments}
+    d = RouterSettings()
+    strategy_name = router_settings.string("routing_strategy", "simple-shuffle") or "simple-shuffle"
+    if strategy_name not in _STRATEGIES:
+        source.warn(router_settings.path + ("routing_strategy",), f"unknown routing strategy {strategy_name!r}; using weighted random")
+    retries = router_settings.integer("num_retries")
+    if retries is None:
+        retries = litellm_settings.integer("num_retries", d.num_retries)
+    timeout = router_settings.duration("timeout") or litellm_settings.duration("request_timeout") or d.timeout
+    fallbacks = read_fallbacks(router_settings, "fallbacks", names) or read_fallbacks(litellm_settings, "fallbacks", names)
+    cw_fallbacks = read_fallbacks(router_settings, "context_window_fallbacks", names) or read_fallbacks(
+        litellm_settings, "context_window_fallbacks", names
+    )
+    router = RouterSettings(
+        strategy=_STRATEGIES.get(strategy_name, "weighted"),
+        num_retries=retries if retries is not None else d.num_retries,
+        timeout=timeout,
+        retry_after_cap=router_settings.duration("retry_after", d.retry_after_cap) or d.retry_after_cap,
+        cooldown_failures=router_settings.integer("allowed_fails", d.cooldown_failures, minimum=1) or d.cooldown_failures,
+        cooldown_seconds=router_settings.duration("cooldown_time", d.cooldown_seconds) or d.cooldown_seconds,
+        fallbacks=fallbacks,
+        context_window_fallbacks=cw_fallbacks,
+    )
+
+    redis_url = router_settings.string("redis_url")
+    if redis_url is None and router_settings.has("redis_host"):
+        host = router_settings.string("redis_host")
+        port = router_settings.integer("redis_port", 6379)
+        password = router_settings.string("redis_password")
+        auth = f":{password}@" if password else ""
+        redis_url = f"redis://{auth}{host}:{port}/0"
+
+    return Settings(
+        deployments=tuple(deployments),
+        master_key=general.string("master_key"),
+        database_url=general.string("database_url", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
+        redis_url=redis_url or keystile_section.string("redis_url"),
+        server=read_server(keystile_section.sub("server")),
+        router=router,
+        spend=read_spend(keystile_section.sub("spend")),
+        default_max_tokens=keystile_section.integer("default_max_tokens", 4096, minimum=1) or 4096,
+        source_format="litellm",
+    )

@@ -1,0 +1,139 @@
+"""The validated configuration keystile runs on, whichever file format it came from.
+
+Both the native YAML format and a LiteLLM proxy ``config.yaml`` load into these types; the
+rest of the gateway only ever sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from keystile.accounting.pricing import PriceOverride
+
+PROVIDERS = ("anthropic", "openai", "azure", "mock")
+
+DEFAULT_DATABASE_URL = "sqlite:///keystile.db"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4000
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+ROUTING_STRATEGIES = ("weighted", "least_busy", "latency", "capacity")
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One upstream endpoint serving a public model name; several form a model group."""
+
+    model_name: str
+    """The public name clients send in ``model``."""
+    provider: str
+    """``anthropic`` | ``openai`` (incl. any OpenAI-compatible server) | ``azure`` | ``mock``."""
+    model: str
+    """The upstream's model id (for Azure: the deployment name)."""
+    id: str = ""
+    """Stable identifier shown in headers, logs and /health; defaults to ``<model_name>#<n>``."""
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    forward_client_credentials: bool = False
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+    connect_timeout: float | None = None
+    timeout: float | None = None
+    """Seconds to wait for the upstream's first byte."""
+    stream_idle_timeout: float | None = None
+    """Seconds allowed between two upstream stream events."""
+    max_retries: int | None = None
+    tags: tuple[str, ...] = ()
+    region: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    """Extra headers sent upstream with every request to this deployment."""
+    prices: PriceOverride | None = None
+    wire_format: str | None = None
+    """Only for ``mock``: answer in ``anthropic`` or ``openai`` format; None = the client's."""
+    source_line: int | None = None
+
+    def __repr__(self) -> str:  # api_key must never show up in a log line or traceback
+        return f"Deployment({self.id!r}, provider={self.provider!r}, model={self.model!r}, api_base={self.api_base!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    strategy: str = "weighted"
+    num_retries: int = 2
+    """Retries per request before fallbacks are tried (a deployment may override)."""
+    retry_backoff: float = 0.25
+    """Base of the exponential backoff between retries, in seconds (with jitter)."""
+    retry_after_cap: float = 10.0
+    """Longest upstream ``retry-after`` keystile will wait for before retrying."""
+    max_retries_cap: int = 5
+    """Upper bound for the per-request ``x-keystile-max-retries`` header."""
+    timeout_cap: float = 600.0
+    """Upper bound for the per-request ``x-keystile-timeout`` header, in seconds."""
+    connect_timeout: float = 10.0
+    timeout: float = 600.0
+    stream_idle_timeout: float = 300.0
+    cooldown_failures: int = 3
+    """Failures within ``cooldown_window`` that take a deployment out of rotation."""
+    cooldown_window: float = 60.0
+    cooldown_seconds: float = 30.0
+    fallbacks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    context_window_fallbacks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def fallbacks_for(self, model_name: str, *, context_window: bool = False) -> tuple[str, ...]:
+        table = self.context_window_fallbacks if context_window else self.fallbacks
+        for name, targets in table:
+            if name == model_name:
+                return targets
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class SpendSettings:
+    flush_interval: float = 1.0
+    log_retention: float = 30 * 86400.0
+    """Seconds a spend-log row is kept; 0 keeps them forever."""
+    log_content: bool = False
+    """Store prompts and completions in the spend log (off: only counts and costs)."""
+    prices_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    deployments: tuple[Deployment, ...] = ()
+    master_key: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    router: RouterSettings = field(default_factory=RouterSettings)
+    spend: SpendSettings = field(default_factory=SpendSettings)
+    default_max_tokens: int = 4096
+    """``max_tokens`` sent to Anthropic when an OpenAI client omits it."""
+    key_cache_ttl: float = 60.0
+    """Seconds a looked-up key stays cached; changes made through keystile invalidate at once."""
+    log_level: str = "info"
+    source: str | None = None
+    """Where this configuration was read from (a path, or ``<built-in default>``)."""
+    source_format: str = "keystile"
+    """``keystile`` or ``litellm``."""
+    warnings: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Settings(source={self.source!r}, deployments={len(self.deployments)}, database_url=<hidden>)"
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for deployment in self.deployments:
+            seen.setdefault(deployment.model_name, None)
+        return tuple(seen)

@@ -1,0 +1,151 @@
+"""keystile's own YAML format (documented in the README's configuration reference)."""
+
+from __future__ import annotations
+
+from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
+from keystile.config.model import (
+    DEFAULT_DATABASE_URL,
+    PROVIDERS,
+    ROUTING_STRATEGIES,
+    Deployment,
+    RouterSettings,
+    ServerSettings,
+    Settings,
+    SpendSettings,
+)
+from keystile.config.presets import OPENAI_COMPATIBLE
+from keystile.config.source import Fields, Source
+
+TOP_LEVEL = ("master_key", "database_url", "redis_url", "server", "models", "router", "spend",
+             "default_max_tokens", "key_cache_ttl", "log_level")
+
+
+def read_native(source: Source) -> Settings:
+    top = Fields(source, source.data, ())
+    deployments = tuple(_models(top))
+    settings = Settings(
+        deployments=deployments,
+        master_key=top.string("master_key"),
+        database_url=top.string("database_url", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
+        redis_url=top.string("redis_url") or None,
+        server=read_server(top.sub("server")),
+        router=read_router(top.sub("router"), {d.model_name for d in deployments}),
+        spend=read_spend(top.sub("spend")),
+        default_max_tokens=top.integer("default_max_tokens", 4096, minimum=1) or 4096,
+        key_cache_ttl=top.duration("key_cache_ttl", 60.0) or 60.0,
+        log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
+    )
+    top.warn_unknown(TOP_LEVEL)
+    return settings
+
+
+def _models(top: Fields) -> list[Deployment]:
+    models = top.raw("models")
+    if models is None:
+        top.source.problem(("models",), "is required: a list of models to serve")
+        return []
+    if not isinstance(models, list):
+        top.source.problem(("models",), "expected a list of models")
+        return []
+    counts: dict[str, int] = {}
+    out = []
+    for i, entry in enumerate(models):
+        f = Fields(top.source, entry, ("models", i))
+        name = f.string("name", required=True)
+        provider = f.choice("provider", PROVIDERS + tuple(OPENAI_COMPATIBLE), "mock") if f.has("provider") else None
+        if provider is None:
+            top.source.problem(("models", i, "provider"), f"is required: one of {', '.join(PROVIDERS)} or an OpenAI-compatible preset")
+        model = f.string("model") or name
+        if not name or not provider or not model:
+            continue
+        index = counts.get(name, 0)
+        counts[name] = index + 1
+        out.append(read_deployment(f, model_name=name, provider=provider, model=model, index=index))
+        f.warn_unknown(DEPLOYMENT_FIELDS | {"name", "provider", "model"})
+    return out
+
+
+def read_server(f: Fields) -> ServerSettings:
+    defaults = ServerSettings()
+    server = ServerSettings(
+        host=f.string("host", defaults.host) or defaults.host,
+        port=f.integer("port", defaults.port, minimum=0) or defaults.port,
+        workers=f.integer("workers", defaults.workers, minimum=1) or 1,
+        max_body_bytes=f.integer("max_body_bytes", defaults.max_body_bytes, minimum=1024) or defaults.max_body_bytes,
+        max_header_bytes=f.integer("max_header_bytes", defaults.max_header_bytes, minimum=1024)
+        or defaults.max_header_bytes,
+    )
+    f.warn_unknown(("host", "port", "workers", "max_body_bytes", "max_header_bytes"))
+    return server
+
+
+def read_fallbacks(f: Fields, key: str, model_names: set[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{primary: [fallback, …]}`` mappings, or LiteLLM's list of one-key mappings."""
+    value = f.raw(key)
+    if value is None:
+        return ()
+    items: list[tuple[str, object, tuple]] = []
+    if isinstance(value, dict):
+        items = [(k, v, f.path + (key, k)) for k, v in value.items()]
+    elif isinstance(value, list):
+        for i, entry in enumerate(value):
+            if isinstance(entry, dict):
+                items.extend((k, v, f.path + (key, i, k)) for k, v in entry.items())
+            else:
+                f.source.problem(f.path + (key, i), "expected a mapping of model name to a list of fallbacks")
+    else:
+        f.source.problem(f.path + (key,), "expected a mapping of model name to a list of fallbacks")
+    out = []
+    for primary, targets, path in items:
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            f.source.problem(path, "expected a list of model names")
+            continue
+        for name in [primary, *targets]:
+            if name not in model_names:
+                f.source.problem(path, f"unknown model {name!r} (not a model name in this config)")
+        out.append((primary, tuple(targets)))
+    return tuple(out)
+
+
+def read_router(f: Fields, model_names: set[str]) -> RouterSettings:
+    d = RouterSettings()
+    router = RouterSettings(
+        strategy=f.choice("strategy", ROUTING_STRATEGIES, d.strategy),
+        num_retries=_int(f.integer("num_retries", f.integer("retries", d.num_retries)), d.num_retries),
+        retry_backoff=_num(f.duration("retry_backoff", d.retry_backoff), d.retry_backoff),
+        retry_after_cap=_num(f.duration("retry_after_cap", d.retry_after_cap), d.retry_after_cap),
+        max_retries_cap=_int(f.integer("max_retries_cap", d.max_retries_cap), d.max_retries_cap),
+        timeout_cap=_num(f.duration("timeout_cap", d.timeout_cap), d.timeout_cap),
+        connect_timeout=_num(f.duration("connect_timeout", d.connect_timeout), d.connect_timeout),
+        timeout=_num(f.duration("timeout", d.timeout), d.timeout),
+        stream_idle_timeout=_num(f.duration("stream_idle_timeout", d.stream_idle_timeout), d.stream_idle_timeout),
+        cooldown_failures=_int(f.integer("cooldown_failures", d.cooldown_failures, minimum=1), d.cooldown_failures),
+        cooldown_window=_num(f.duration("cooldown_window", d.cooldown_window), d.cooldown_window),
+        cooldown_seconds=_num(f.duration("cooldown_seconds", d.cooldown_seconds), d.cooldown_seconds),
+        fallbacks=read_fallbacks(f, "fallbacks", model_names),
+        context_window_fallbacks=read_fallbacks(f, "context_window_fallbacks", model_names),
+    )
+    f.warn_unknown(tuple(RouterSettings.__dataclass_fields__) + ("retries",))
+    return router
+
+
+def read_spend(f: Fields) -> SpendSettings:
+    d = SpendSettings()
+    spend = SpendSettings(
+        flush_interval=_num(f.duration("flush_interval", d.flush_interval), d.flush_interval),
+        log_retention=_num(f.duration("log_retention", d.log_retention), d.log_retention),
+        log_content=f.boolean("log_content", d.log_content),
+        prices_file=f.string("prices_file"),
+    )
+    f.warn_unknown(("flush_interval", "log_retention", "log_content", "prices_file"))
+    return spend
+
+
+def _int(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _num(value: float | None, default: float) -> float:
+    return default if value is None else value

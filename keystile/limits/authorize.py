@@ -1,0 +1,205 @@
+"""Authorize: may this identity call this model now? Models, budgets, then rate limits.
+
+Everything is answered from memory (the identity's cached records, the ``Ledger``, the
+``Counters``); a refusal is a ``GatewayError`` whose message names the limit that was hit.
+A ``Grant`` carries what must be handed back or charged when the request ends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from keystile.auth import Identity
+from keystile.errors import ErrorKind, GatewayError
+from keystile.limits.budgets import Entity, Ledger
+from keystile.limits.ratelimit import Counters, Quota, RateCheck
+
+ALL_MODELS = frozenset({"*", "all-proxy-models"})
+
+
+@dataclass(slots=True)
+class Grant:
+    entities: tuple[Entity, ...] = ()
+    """Whose budgets this request is charged to."""
+    token_scopes: tuple[str, ...] = ()
+    """Scopes whose tokens-per-minute window counts this request's tokens."""
+    slots: tuple[str, ...] = ()
+    quota: Quota | None = None
+    warnings: list[str] = field(default_factory=list)
+    released: bool = False
+
+
+def entities_of(identity: Identity) -> tuple[Entity, ...]:
+    out: list[Entity] = []
+    if identity.key is not None:
+        out.append(("key", identity.token_hash))
+    if identity.user is not None:
+        out.append(("user", identity.user.user_id))
+    if identity.team is not None:
+        out.append(("team", identity.team.team_id))
+    return tuple(out)
+
+
+def model_allowed(allowed: Sequence[str], model: str) -> bool:
+    return not allowed or model in allowed or not ALL_MODELS.isdisjoint(allowed)
+
+
+class Authorizer:
+    def __init__(self, ledger: Ledger, counters: Counters) -> None:
+        self.ledger = ledger
+        self.counters = counters
+
+    def check_model(self, identity: Identity, model: str) -> None:
+        for owner, allowed in _model_lists(identity):
+            if not model_allowed(allowed, model):
+                raise GatewayError(
+                    ErrorKind.PERMISSION,
+                    f"This {owner} may not use model {model!r}. Allowed: {', '.join(sorted(allowed))}.",
+                    param="model",
+                )
+
+    async def admit(self, identity: Identity, model: str, now: float) -> Grant:
+        if identity.is_master:
+            return Grant()
+        self.check_model(identity, model)
+        entities = entities_of(identity)
+        for entity, record in zip(entities, (r for r in (identity.key, identity.user, identity.team) if r is not None)):
+            self.ledger.track(entity, record, now)
+        refusal, warnings = self.ledger.check(entities, now)
+        if refusal is not None:
+            kind, ident = refusal.entity
+            who = "key" if kind == "key" else f"{kind} {ident!r}"
+            raise GatewayError(
+                ErrorKind.BUDGET_EXCEEDED,
+                f"Budget exceeded: the {who} has spent ${refusal.spend:.4f} of its ${refusal.limit:.4f} budget"
+                + _reset_note(self.ledger, refusal.entity, now),
+            )
+        checks = rate_checks(identity, model)
+        grant = Grant(entities=entities, token_scopes=tuple(c.scope for c in checks if c.tpm is not None))
+        grant.warnings = [
+            f"{kind} soft budget ${w.limit:.4f} reached (spent ${w.spend:.4f})"
+            for w in warnings
+            for kind in (w.entity[0],)
+        ]
+        if checks:
+            admission = await self.counters.admit(checks, time.time())
+            if admission.refusal is not None:
+                retry = max(1, math.ceil(admission.refusal.retry_after))
+                raise GatewayError(
+                    ErrorKind.RATE_LIMITED,
+                    admission.refusal.message(),
+                    headers=[("retry-after", str(retry)), *quota_headers_for_refusal(admission.refusal.check, admission.refusal.limit, retry)],
+                )
+            grant.slots = admission.slots
+            grant.quota = admission.quota
+        return grant
+
+    async def release(self, grant: Grant) -> None:
+        if not grant.released:
+            grant.released = True
+            if grant.slots:
+                await self.counters.release(grant.slots)
+
+    async def charge(self, grant: Grant, cost: float, tokens: int, now: float) -> None:
+        """Record what the request used: spend against budgets, tokens against tpm windows."""
+        if grant.entities:
+            self.ledger.add(grant.entities, cost, now)
+        if grant.token_scopes and tokens:
+            await self.counters.add_tokens(grant.token_scopes, tokens, time.time())
+
+
+def _model_lists(identity: Identity) -> list[tuple[str, list[str]]]:
+    out = []
+    if identity.key is not None and identity.key.models:
+        out.append(("key", identity.key.models))
+    if identity.team is not None and identity.team.models:
+        out.append((f"key's team ({identity.team.team_id})", identity.team.models))
+    if identity.user is not None and identity.user.models:
+        out.append((f"key's user ({identity.user.user_id})", identity.user.models))
+    return out
+
+
+def rate_checks(identity: Identity, model: str) -> list[RateCheck]:
+    checks: list[RateCheck] = []
+    key = identity.key
+    if key is not None:
+        if key.rpm_limit or key.tpm_limit or key.max_parallel_requests:
+            checks.append(
+                RateCheck(f"key:{identity.token_hash}", "key", key.rpm_limit, key.tpm_limit, key.max_parallel_requests)
+            )
+        model_rpm = key.model_rpm_limit.get(model) if key.model_rpm_limit else None
+        model_tpm = key.model_tpm_limit.get(model) if key.model_tpm_limit else None
+        if model_rpm or model_tpm:
+            checks.append(RateCheck(f"key:{identity.token_hash}:model:{model}", f"key's {model!r}", model_rpm, model_tpm))
+    for kind, record in (("user", identity.user), ("team", identity.team)):
+        if record is not None and (record.rpm_limit or record.tpm_limit or record.max_parallel_requests):
+            ident = record.user_id if kind == "user" else record.team_id  # type: ignore[union-attr]
+            checks.append(
+                RateCheck(f"{kind}:{ident}", f"{kind} {ident!r}", record.rpm_limit, record.tpm_limit, record.max_parallel_requests)
+            )
+    return checks
+
+
+def quota_headers_for_refusal(check: RateCheck, limit: str, retry: int) -> list[tuple[str, str]]:
+    if limit == "rpm" and check.rpm is not None:
+        return [
+            ("x-ratelimit-limit-requests", str(check.rpm)),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", f"{retry}s"),
+            ("anthropic-ratelimit-requests-limit", str(check.rpm)),
+            ("anthropic-ratelimit-requests-remaining", "0"),
+            ("anthropic-ratelimit-requests-reset", _rfc3339(time.time() + retry)),
+        ]
+    if limit == "tpm" and check.tpm is not None:
+        return [
+            ("x-ratelimit-limit-tokens", str(check.tpm)),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", f"{retry}s"),
+            ("anthropic-ratelimit-tokens-limit", str(check.tpm)),
+            ("anthropic-ratelimit-tokens-remaining", "0"),
+            ("anthropic-ratelimit-tokens-reset", _rfc3339(time.time() + retry)),
+        ]
+    return []
+
+
+def quota_headers(quota: Quota | None) -> list[tuple[bytes, bytes]]:
+    """Remaining-quota headers in both styles for a successful response (clients pace themselves)."""
+    if quota is None:
+        return []
+    out: list[tuple[bytes, bytes]] = []
+    now = time.time()
+    if quota.rpm_limit is not None:
+        reset = max(quota.rpm_reset, 0.0)
+        out += [
+            (b"x-ratelimit-limit-requests", str(quota.rpm_limit).encode()),
+            (b"x-ratelimit-remaining-requests", str(max(quota.rpm_remaining or 0, 0)).encode()),
+            (b"x-ratelimit-reset-requests", f"{math.ceil(reset)}s".encode()),
+            (b"anthropic-ratelimit-requests-limit", str(quota.rpm_limit).encode()),
+            (b"anthropic-ratelimit-requests-remaining", str(max(quota.rpm_remaining or 0, 0)).encode()),
+            (b"anthropic-ratelimit-requests-reset", _rfc3339(now + reset).encode()),
+        ]
+    if quota.tpm_limit is not None:
+        reset = max(quota.tpm_reset, 0.0)
+        out += [
+            (b"x-ratelimit-limit-tokens", str(quota.tpm_limit).encode()),
+            (b"x-ratelimit-remaining-tokens", str(max(quota.tpm_remaining or 0, 0)).encode()),
+            (b"x-ratelimit-reset-tokens", f"{math.ceil(reset)}s".encode()),
+            (b"anthropic-ratelimit-tokens-limit", str(quota.tpm_limit).encode()),
+            (b"anthropic-ratelimit-tokens-remaining", str(max(quota.tpm_remaining or 0, 0)).encode()),
+            (b"anthropic-ratelimit-tokens-reset", _rfc3339(now + reset).encode()),
+        ]
+    return out
+
+
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _reset_note(ledger: Ledger, entity: Entity, now: float) -> str:
+    state = ledger.states.get(entity)
+    if state is not None and state.reset_at is not None and state.period:
+        return f"; it resets at {_rfc3339(state.reset_at)}."
+    return "."

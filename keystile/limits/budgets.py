@@ -1,0 +1,182 @@
+"""Budgets: what each key, user and team has spent this period, known in memory.
+
+``Ledger`` holds one ``BudgetState`` per entity: the spend the store last reported plus
+what this process added since, so checking a budget costs no I/O. ``accounting.spend``
+drains ``pending`` into the store about once a second and ``settle``s with the totals the
+store returns, which also carries in what other processes spent. Periods
+(``budget_duration``) roll over here, at check time, using the injectable clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from keystile.durations import parse_duration
+
+log = logging.getLogger("keystile.budgets")
+
+Entity = tuple[str, str]
+"""(``key`` | ``user`` | ``team``, id)."""
+
+
+@dataclass(slots=True)
+class BudgetState:
+    max_budget: float | None
+    soft_budget: float | None
+    period: float | None
+    """Seconds in one budget period (``budget_duration``), or None for a lifetime budget."""
+    reset_at: float | None
+    spend: float
+    """Spend in the current period, including ``pending``."""
+    pending: float = 0.0
+    """Added here and not yet written to the store."""
+    closing: float | None = None
+    """Set when a period rolled over here and the store has not been told yet: the old ``reset_at``."""
+    soft_warned_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetVerdict:
+    entity: Entity
+    spend: float
+    limit: float
+    soft: bool
+
+
+def period_seconds(budget_duration: str | None) -> float | None:
+    if not budget_duration:
+        return None
+    try:
+        return parse_duration(budget_duration) or None
+    except ValueError:
+        return None
+
+
+def next_reset(reset_at: float, period: float, now: float) -> float:
+    """The first period boundary after ``now``, keeping the original phase (a daily budget resets at the same hour)."""
+    if now < reset_at:
+        return reset_at
+    return reset_at + (math.floor((now - reset_at) / period) + 1) * period
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.states: dict[Entity, BudgetState] = {}
+
+    def track(self, entity: Entity, record: object, now: float) -> BudgetState:
+        """Start tracking an entity from its store record, or refresh its limits (never its spend)."""
+        max_budget = getattr(record, "max_budget", None)
+        soft_budget = getattr(record, "soft_budget", None)
+        period = period_seconds(getattr(record, "budget_duration", None))
+        state = self.states.get(entity)
+        if state is None:
+            reset_at = getattr(record, "budget_reset_at", None)
+            if period and reset_at is None:
+                reset_at = now + period
+            state = BudgetState(max_budget, soft_budget, period, reset_at, float(getattr(record, "spend", 0.0) or 0.0))
+            self.states[entity] = state
+        else:
+            state.max_budget, state.soft_budget = max_budget, soft_budget
+            if period != state.period:
+                state.period = period
+                state.reset_at = (now + period) if period else None
+        return state
+
+    def set_spend(self, entity: Entity, spend: float, reset_at: float | None = None) -> None:
+        """An admin changed the spend directly (``/key/update``): the store holds it, nothing is pending."""
+        state = self.states.get(entity)
+        if state is not None:
+            state.spend, state.pending, state.closing = spend, 0.0, None
+            if reset_at is not None:
+                state.reset_at = reset_at
+
+    def forget(self, entity: Entity) -> None:
+        self.states.pop(entity, None)
+
+    def _roll(self, state: BudgetState, now: float) -> None:
+        if state.period and state.reset_at is not None and now >= state.reset_at:
+            if state.closing is None:
+                state.closing = state.reset_at
+            state.reset_at = next_reset(state.reset_at, state.period, now)
+            state.spend = 0.0
+            state.pending = 0.0  # belonged to the closed period; its spend-log rows still record it
+            state.soft_warned_at = None
+
+    def check(self, entities: Iterable[Entity], now: float) -> tuple[BudgetVerdict | None, list[BudgetVerdict]]:
+        """(the first hard refusal or None, soft-budget warnings)."""
+        warnings: list[BudgetVerdict] = []
+        for entity in entities:
+            state = self.states.get(entity)
+            if state is None:
+                continue
+            self._roll(state, now)
+            if state.max_budget is not None and state.spend >= state.max_budget:
+                return BudgetVerdict(entity, state.spend, state.max_budget, soft=False), warnings
+            if state.soft_budget is not None and state.spend >= state.soft_budget:
+                warnings.append(BudgetVerdict(entity, state.spend, state.soft_budget, soft=True))
+                if state.soft_warned_at is None:
+                    state.soft_warned_at = now
+                    log.warning(
+                        "%s %s passed its soft budget: spent $%.4f of $%.4f", entity[0], entity[1], state.spend, state.soft_budget
+                    )
+        return None, warnings
+
+    def add(self, entities: Iterable[Entity], cost: float, now: float) -> None:
+        if cost <= 0:
+            return
+        for entity in entities:
+            state = self.states.get(entity)
+            if state is None:
+                continue
+            self._roll(state, now)
+            state.spend += cost
+            state.pending += cost
+
+    def remaining(self, entity: Entity) -> float | None:
+        state = self.states.get(entity)
+        if state is None or state.max_budget is None:
+            return None
+        return max(state.max_budget - state.spend, 0.0)
+
+    def take(self) -> tuple[dict[Entity, float], dict[Entity, tuple[float | None, float]]]:
+        """Drain what must be written: (increments, period resets)."""
+        increments: dict[Entity, float] = {}
+        resets: dict[Entity, tuple[float | None, float]] = {}
+        for entity, state in self.states.items():
+            if state.pending:
+                increments[entity] = state.pending
+                state.pending = 0.0
+            if state.closing is not None and state.reset_at is not None:
+                resets[entity] = (state.closing, state.reset_at)
+                state.closing = None
+        return increments, resets
+
+    def restore(self, increments: dict[Entity, float], resets: dict[Entity, tuple[float | None, float]]) -> None:
+        """A write failed: put the drained amounts back so the next flush retries them."""
+        for entity, amount in increments.items():
+            state = self.states.get(entity)
+            if state is not None:
+                state.pending += amount
+        for entity, (closing, _) in resets.items():
+            state = self.states.get(entity)
+            if state is not None and state.closing is None:
+                state.closing = closing
+
+    def settle(self, totals: dict[Entity, tuple[float, float | None]]) -> None:
+        """The store's totals after a write: they include every process's spend, plus our new pending."""
+        for entity, (spend, reset_at) in totals.items():
+            state = self.states.get(entity)
+            if state is None:
+                continue
+            if state.closing is not None:
+                continue  # we rolled over since this write was taken; the next write settles it
+            state.spend = spend + state.pending
+            if reset_at is not None:
+                state.reset_at = reset_at
+
+    def budgeted(self) -> list[Entity]:
+        """Entities with a budget, whose shared spend is worth refreshing from the store."""
+        return [e for e, s in self.states.items() if s.max_budget is not None or s.soft_budget is not None]

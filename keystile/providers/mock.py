@@ -1,0 +1,85 @@
+"""The built-in mock provider: deterministic answers with usage, streaming or not, no network.
+
+A first-class provider like the others — it is what ``make run``'s default config serves,
+so a newcomer gets an answer without credentials or internet. It speaks the client's own
+format unless the deployment sets ``format``, and shares its replies with the mock
+upstream HTTP server (``keystile.testing.upstream``) through ``mock_replies``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import AsyncIterator
+
+import orjson
+
+from keystile.apiformat import ApiFormat
+from keystile.config.model import Deployment
+from keystile.errors import ErrorKind, GatewayError
+from keystile.providers import mock_replies
+from keystile.providers.base import Operation, UpstreamCall
+
+_SSE = b"text/event-stream"
+_JSON = b"application/json"
+_request_ids = itertools.count(1)
+
+
+class MockResponse:
+    """An in-memory response with the ``UpstreamResponse`` shape."""
+
+    def __init__(self, status: int, content_type: bytes, chunks: list[bytes]) -> None:
+        self.status = status
+        self.headers = [(b"content-type", content_type), (b"request-id", b"req_keystile_mock_%d" % next(_request_ids))]
+        self._chunks = chunks
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def read(self) -> bytes:
+        return b"".join(self._chunks)
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MockProvider:
+    name = "mock"
+
+    def wire_format(self, deployment: Deployment, operation: Operation, client: ApiFormat) -> ApiFormat:
+        if operation is Operation.EMBEDDINGS:
+            return ApiFormat.OPENAI
+        if operation is Operation.COUNT_TOKENS:
+            return ApiFormat.ANTHROPIC
+        if deployment.wire_format is not None:
+            return ApiFormat(deployment.wire_format)
+        return client
+
+    def supports(self, operation: Operation) -> bool:
+        return True
+
+    async def send(self, call: UpstreamCall) -> MockResponse:
+        try:
+            body = orjson.loads(call.body)
+        except orjson.JSONDecodeError as exc:  # the gateway only ever sends JSON it produced
+            raise GatewayError(ErrorKind.INTERNAL, f"mock provider received invalid JSON: {exc}") from None
+        operation = call.operation
+        if operation is Operation.EMBEDDINGS:
+            return MockResponse(200, _JSON, [orjson.dumps(mock_replies.openai_embeddings(body))])
+        if operation is Operation.COUNT_TOKENS:
+            return MockResponse(200, _JSON, [orjson.dumps(mock_replies.anthropic_count_tokens(body))])
+        anthropic = operation is Operation.MESSAGES
+        if call.stream:
+            events = mock_replies.anthropic_stream(body) if anthropic else mock_replies.openai_stream(body)
+            return MockResponse(200, _SSE, events)
+        reply = mock_replies.anthropic_message(body) if anthropic else mock_replies.openai_completion(body)
+        return MockResponse(200, _JSON, [orjson.dumps(reply)])

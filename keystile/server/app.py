@@ -1,0 +1,240 @@
+"""The ASGI application: builds the pipeline once, routes each request to its handler.
+
+``Gateway`` owns every stage's long-lived state (store, caches, counters, upstream pool);
+``KeystileApp`` is the raw ASGI callable servers run. ``create_app`` is the factory the
+``serve`` command hands to granian, one per worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import replace
+
+from keystile.accounting.spend import Accountant, SpendWriter
+from keystile.apiformat import ApiFormat
+from keystile.auth import Authenticator, KeyCache, hash_key
+from keystile.clock import Clock
+from keystile.config import Settings, load_settings
+from keystile.errors import ErrorKind, GatewayError
+from keystile.limits.authorize import Authorizer
+from keystile.limits.budgets import Ledger
+from keystile.limits.ratelimit import LocalCounters
+from keystile.logs import setup_logging
+from keystile.metrics import Metrics
+from keystile.providers.anthropic import AnthropicProvider
+from keystile.providers.base import Operation, Provider
+from keystile.providers.mock import MockProvider
+from keystile.providers.openai import AzureOpenAIProvider, OpenAIProvider
+from keystile.routing.router import Router
+from keystile.server import admin, catalog
+from keystile.server.http import Receive, Scope, Send, header_value, send_error
+from keystile.server.inference import Endpoint, InferenceHandler
+from keystile.store.repository import Store
+from keystile.upstream.client import UpstreamClient
+
+log = logging.getLogger("keystile")
+
+MASTER_KEY_META = "master_key_hash"
+REVISION_POLL_SECONDS = 0.5
+
+INFERENCE_ROUTES: dict[str, Endpoint] = {
+    "/v1/messages": Endpoint(ApiFormat.ANTHROPIC, Operation.MESSAGES),
+    "/v1/messages/count_tokens": Endpoint(ApiFormat.ANTHROPIC, Operation.COUNT_TOKENS),
+    "/v1/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.CHAT),
+    "/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.CHAT),
+    "/v1/embeddings": Endpoint(ApiFormat.OPENAI, Operation.EMBEDDINGS),
+    "/embeddings": Endpoint(ApiFormat.OPENAI, Operation.EMBEDDINGS),
+}
+
+
+async def ensure_master_key(store: Store, settings: Settings) -> tuple[str, str | None]:
+    """(hash of the master key, the raw key if it was generated just now).
+
+    A configured key wins. Otherwise the key generated on the first start is used; only
+    its hash is stored, so the raw value is shown exactly once, by whoever generated it.
+    """
+    if settings.master_key:
+        return hash_key(settings.master_key), None
+    stored = await store.get_meta(MASTER_KEY_META)
+    if stored:
+        return stored, None
+    from keystile.auth import generate_key
+
+    raw = generate_key()
+    if await store.insert_meta_if_absent(MASTER_KEY_META, hash_key(raw)):
+        return hash_key(raw), raw
+    stored = await store.get_meta(MASTER_KEY_META)
+    assert stored is not None
+    return stored, None
+
+
+class Gateway:
+    """Every stage of the pipeline, wired together for one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clock = Clock()
+        self.metrics = Metrics()
+        self.router = Router(settings)
+        self.upstream = UpstreamClient()
+        self.providers: dict[str, Provider] = {
+            "anthropic": AnthropicProvider(self.upstream),
+            "openai": OpenAIProvider(self.upstream),
+            "azure": AzureOpenAIProvider(self.upstream),
+            "mock": MockProvider(),
+        }
+        self.ledger = Ledger()
+        self.counters = LocalCounters()
+        self.authorizer = Authorizer(self.ledger, self.counters)
+        self.store: Store | None = None
+        self.cache: KeyCache | None = None
+        self.authenticator: Authenticator | None = None  # type: ignore[assignment]
+        self.writer: SpendWriter | None = None
+        self.accountant: Accountant | None = None  # type: ignore[assignment]
+        self.inference = InferenceHandler(self)
+        self.test_clock = os.environ.get("KEYSTILE_TEST_CLOCK") == "1"
+        self._tasks: list[asyncio.Task] = []
+        self._revision = 0
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.store = await Store.open(settings.database_url)
+        master_hash, generated = await ensure_master_key(self.store, settings)
+        if generated is not None:
+            print_generated_master_key(generated)
+        self.cache = KeyCache(self.store, settings.key_cache_ttl)
+        self.authenticator = Authenticator(self.cache, master_hash, self.clock.now)
+        shared = settings.server.workers > 1 or not settings.database_url.startswith("sqlite")
+        self.writer = SpendWriter(self.store, self.ledger, settings.spend, self.metrics, shared=shared)
+        self.accountant = Accountant(self.authorizer, self.writer, self.metrics, self.clock.now, settings.spend.prices_file)
+        self.writer.start()
+        self._revision = await self.store.auth_revision()
+        self._tasks.append(asyncio.create_task(self._poll_revision(), name="keystile-revision-poll"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.writer is not None:
+            await self.writer.close()
+        await self.upstream.aclose()
+        if self.store is not None:
+            await self.store.close()
+
+    async def _poll_revision(self) -> None:
+        """Drop cached keys when another process changed keys, users or teams."""
+        while True:
+            await asyncio.sleep(REVISION_POLL_SECONDS)
+            try:
+                revision = await self.store.auth_revision()  # type: ignore[union-attr]
+            except Exception as exc:
+                log.debug("revision poll failed: %s", exc)
+                continue
+            if revision != self._revision:
+                self._revision = revision
+                self.cache.invalidate()  # type: ignore[union-attr]
+
+    async def changed(self, token_hash: str | None = None) -> None:
+        """Keys, users or teams changed here: forget cached copies now (other processes poll)."""
+        assert self.cache is not None and self.store is not None
+        self.cache.invalidate(token_hash)
+        self._revision = await self.store.auth_revision()
+
+
+def print_generated_master_key(raw: str) -> None:
+    """The only place a generated master key is ever shown — straight to the terminal, not the log."""
+    sys.stdout.write(
+        "\n"
+        "  keystile generated a master key (only its hash is stored; it will not be shown again):\n\n"
+        f"    {raw}\n\n"
+        "  Use it for the admin API and `keystile keys create`; set KEYSTILE_MASTER_KEY to choose your own.\n\n"
+    )
+    sys.stdout.flush()
+
+
+class KeystileApp:
+    """Raw ASGI: a dict lookup picks the handler; nothing else runs before the pipeline."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.gateway = Gateway(settings)
+        self.admin_routes = admin.routes(self.gateway)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        method: str = scope["method"]
+        endpoint = INFERENCE_ROUTES.get(path)
+        try:
+            if endpoint is not None:
+                if method != "POST":
+                    raise GatewayError(ErrorKind.METHOD_NOT_ALLOWED, f"{path} accepts POST, not {method}.")
+                await self.gateway.inference(scope, receive, send, endpoint)
+                return
+            route = self.admin_routes.get(path)
+            if route is not None:
+                await route(scope, receive, send)
+                return
+            if path == "/v1/models" or path == "/models" or path.startswith(("/v1/models/", "/models/")):
+                await catalog.models(self.gateway, scope, receive, send, path)
+                return
+            raise GatewayError(ErrorKind.NOT_FOUND, f"No route {method} {path}.")
+        except GatewayError as error:
+            await send_error(send, _error_format(scope, endpoint), error)
+        except Exception:
+            log.exception("unhandled error serving %s %s", method, path)
+            error = GatewayError(ErrorKind.INTERNAL, "keystile hit an internal error; it has been logged.")
+            try:
+                await send_error(send, _error_format(scope, endpoint), error)
+            except Exception:
+                pass
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.start()
+                except Exception as exc:
+                    log.exception("keystile failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.gateway.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _error_format(scope: Scope, endpoint: Endpoint | None) -> ApiFormat:
+    if endpoint is not None:
+        return endpoint.client
+    if header_value(scope["headers"], b"anthropic-version") is not None:
+        return ApiFormat.ANTHROPIC
+    return ApiFormat.OPENAI
+
+
+def create_app() -> KeystileApp:
+    """Factory for the server process: config path from ``KEYSTILE_CONFIG`` (unset: built-in default)."""
+    settings = load_settings(os.environ.get("KEYSTILE_CONFIG") or None)
+    workers = os.environ.get("KEYSTILE_WORKERS")
+    if workers:
+        settings = replace(settings, server=replace(settings.server, workers=int(workers)))
+    setup_logging(settings.log_level)
+    return KeystileApp(settings)

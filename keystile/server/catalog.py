@@ -1,0 +1,93 @@
+"""``GET /v1/models`` and ``/v1/models/{id}``: the models a key may use, in one shape both clients read.
+
+Each entry carries Anthropic's fields (``type``, ``display_name``, ``created_at``) and
+OpenAI's (``object``, ``created``, ``owned_by``); the list has both ``object: "list"`` and
+Anthropic's paging fields. Claude Code's model discovery and OpenAI clients both accept it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote
+
+from keystile.apiformat import ApiFormat
+from keystile.auth import Identity
+from keystile.credentials import resolve_credentials
+from keystile.errors import ErrorKind, GatewayError
+from keystile.limits.authorize import model_allowed
+from keystile.server.http import Receive, Scope, Send, header_value, send_error, send_json
+
+if TYPE_CHECKING:
+    from keystile.server.app import Gateway
+
+# A fixed creation time: the gateway cannot know when an upstream model was released.
+_CREATED = 1735689600  # 2025-01-01T00:00:00Z
+_CREATED_AT = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_CREATED))
+
+
+def model_entry(name: str) -> dict:
+    return {
+        "id": name,
+        "type": "model",
+        "display_name": name,
+        "created_at": _CREATED_AT,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "keystile",
+    }
+
+
+def visible_models(gateway: "Gateway", identity: Identity) -> list[str]:
+    names = list(gateway.settings.model_names)
+    if identity.is_master:
+        return names
+    lists = [r.models for r in (identity.key, identity.team, identity.user) if r is not None and r.models]
+    return [n for n in names if all(model_allowed(allowed, n) for allowed in lists)]
+
+
+async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, path: str) -> None:
+    fmt = ApiFormat.ANTHROPIC if header_value(scope["headers"], b"anthropic-version") else ApiFormat.OPENAI
+    if scope["method"] != "GET":
+        await send_error(send, fmt, GatewayError(ErrorKind.METHOD_NOT_ALLOWED, f"{path} accepts GET."))
+        return
+    try:
+        identity = await gateway.authenticator.authenticate(resolve_credentials(scope["headers"]))
+    except GatewayError as error:
+        await send_error(send, fmt, error)
+        return
+    names = visible_models(gateway, identity)
+    prefix = "/v1/models/" if path.startswith("/v1/") else "/models/"
+    if path.startswith(prefix):
+        wanted = unquote(path[len(prefix):])
+        if wanted not in names:
+            await send_error(send, fmt, GatewayError(ErrorKind.MODEL_NOT_FOUND, f"Model {wanted!r} is not available to this key."))
+            return
+        await send_json(send, 200, model_entry(wanted))
+        return
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    after = query.get("after_id", [None])[0]
+    if after in names:
+        names = names[names.index(after) + 1:]
+    limit = _limit(query.get("limit", [None])[0], len(names))
+    page, more = names[:limit], len(names) > limit
+    await send_json(
+        send,
+        200,
+        {
+            "object": "list",
+            "data": [model_entry(n) for n in page],
+            "has_more": more,
+            "first_id": page[0] if page else None,
+            "last_id": page[-1] if page else None,
+        },
+    )
+
+
+def _limit(raw: str | None, default: int) -> int:
+    if raw is None:
+        return max(default, 1)
+    try:
+        return max(1, min(int(raw), 1000))
+    except ValueError:
+        return max(default, 1)

@@ -1,0 +1,618 @@
+"""The hot path: one handler that runs every inference request through the pipeline, in order.
+
+    credentials → authenticate → authorize → route → provider adapter → upstream
+    → response or stream, in the client's format → account
+
+Everything before the upstream call is in memory (cached keys, in-process counters); the
+only awaits are the body, the upstream and — rarely — a key-cache miss. Accounting happens
+after the client has its last byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+import orjson
+
+from keystile.accounting.meters import usage_from_response
+from keystile.accounting.spend import Outcome
+from keystile.accounting.usage import Usage
+from keystile.apiformat import ApiFormat
+from keystile.auth import Identity
+from keystile.config.model import Deployment
+from keystile.credentials import resolve_credentials
+from keystile.errors import ErrorKind, GatewayError
+from keystile.limits.authorize import Grant, quota_headers
+from keystile.providers.base import Operation, UpstreamCall, UpstreamResponse
+from keystile.providers.body import rename_model, upstream_body
+from keystile.routing.router import RETRYABLE_STATUS, RoutePlan
+from keystile.server.http import (
+    JSON_TYPE,
+    SSE_HEADERS,
+    ClientDisconnected,
+    DisconnectWatch,
+    Receive,
+    Scope,
+    Send,
+    header_value,
+    headers_size,
+    read_body,
+    send_bytes,
+    send_error,
+)
+from keystile.server.relay import Relay, make_relay
+from keystile.translate.count_tokens import estimate_input_tokens
+from keystile.translate.errors import translate_error_body
+from keystile.translate.response_to_anthropic import chat_response_to_messages
+from keystile.translate.response_to_openai import messages_response_to_chat
+from keystile.upstream.client import Timeouts
+from keystile.upstream.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from keystile.server.app import Gateway
+
+log = logging.getLogger("keystile.inference")
+
+# Upstream response headers a client may see: request ids, retry hints and rate-limit state.
+_PASSED_HEADERS = frozenset({b"request-id", b"x-request-id", b"retry-after", b"retry-after-ms", b"x-should-retry"})
+_RATELIMIT_PREFIXES = (b"anthropic-ratelimit-", b"x-ratelimit-")
+_MAX_CONTENT_LOG = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    client: ApiFormat
+    operation: Operation
+
+
+@dataclass(slots=True)
+class ClientRequest:
+    raw: bytes
+    body: dict
+    model: str
+    stream: bool
+    query: bytes
+
+
+@dataclass(slots=True)
+class UpstreamFailure:
+    """The last thing that went wrong upstream, kept to tell the client if nothing works."""
+
+    error: GatewayError | None = None
+    status: int = 0
+    body: bytes = b""
+    wire: ApiFormat = ApiFormat.ANTHROPIC
+    headers: list[tuple[bytes, bytes]] | None = None
+
+
+class InferenceHandler:
+    def __init__(self, gateway: "Gateway") -> None:
+        self.gw = gateway
+        settings = gateway.settings
+        self.max_body = settings.server.max_body_bytes
+        self.max_headers = settings.server.max_header_bytes
+        self.default_max_tokens = settings.default_max_tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
+        started = time.time()
+        t0 = perf_counter()
+        fmt = endpoint.client
+        gw = self.gw
+        headers = scope["headers"]
+        try:
+            if headers_size(headers) > self.max_headers:
+                raise GatewayError(
+                    ErrorKind.HEADERS_TOO_LARGE, f"Request headers exceed the {self.max_headers}-byte limit."
+                )
+            identity = await gw.authenticator.authenticate(resolve_credentials(headers))
+            request = parse_request(await read_body(receive, self.max_body, _content_length(headers)), endpoint, scope)
+            if gw.router.group(request.model) is None:
+                raise GatewayError(
+                    ErrorKind.MODEL_NOT_FOUND,
+                    f"Model {request.model!r} is not served by this gateway. GET /v1/models lists the models your key can use.",
+                    param="model",
+                )
+            if endpoint.operation is Operation.COUNT_TOKENS:
+                gw.authorizer.check_model(identity, request.model)
+                grant = Grant()
+            else:
+                grant = await gw.authorizer.admit(identity, request.model, gw.clock.now())
+        except GatewayError as error:
+            await send_error(send, fmt, error)
+            return
+        except ClientDisconnected:
+            return
+
+        watch = DisconnectWatch(receive)
+        call = _Call(self, scope, send, endpoint, identity, request, grant, started, t0, watch)
+        try:
+            await call.run()
+        except GatewayError as error:
+            await call.fail(error)
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            call.client_gone()
+        finally:
+            watch.stop()
+            await gw.authorizer.release(grant)
+        await call.account()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    value = header_value(headers, b"content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "The content-length header is not a number.") from None
+
+
+def parse_request(raw: bytes, endpoint: Endpoint, scope: Scope) -> ClientRequest:
+    """The JSON body, checked just enough to route it; the upstream (or translator) checks the rest."""
+    if not raw:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "The request body is empty; expected a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"The request body must be a JSON object, not {_json_type(body)}.")
+    model = body.get("model")
+    if model is None:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "model: field required.", param="model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"model: expected a non-empty string, got {_json_type(model)}.", param="model")
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"stream: expected a boolean, got {_json_type(stream)}.", param="stream")
+    operation = endpoint.operation
+    if operation in (Operation.MESSAGES, Operation.CHAT, Operation.COUNT_TOKENS):
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            what = "field required" if messages is None else f"expected a list, got {_json_type(messages)}"
+            raise GatewayError(ErrorKind.INVALID_REQUEST, f"messages: {what}.", param="messages")
+    if operation is Operation.MESSAGES:
+        max_tokens = body.get("max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            what = "field required" if max_tokens is None else f"expected an integer, got {_json_type(max_tokens)}"
+            raise GatewayError(ErrorKind.INVALID_REQUEST, f"max_tokens: {what}.", param="max_tokens")
+    if operation is Operation.EMBEDDINGS and body.get("input") is None:
+        raise GatewayError(ErrorKind.INVALID_REQUEST, "input: field required.", param="input")
+    if operation in (Operation.COUNT_TOKENS, Operation.EMBEDDINGS):
+        stream = False
+    return ClientRequest(raw, body, model, stream, scope.get("query_string", b""))
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+class _Call:
+    """One request after admission: walks the route plan, relays the answer, then accounts."""
+
+    def __init__(
+        self,
+        handler: InferenceHandler,
+        scope: Scope,
+        send: Send,
+        endpoint: Endpoint,
+        identity: Identity,
+        request: ClientRequest,
+        grant: Grant,
+        started: float,
+        t0: float,
+        watch: DisconnectWatch,
+    ) -> None:
+        self.h = handler
+        self.gw = handler.gw
+        self.scope = scope
+        self.send = send
+        self.endpoint = endpoint
+        self.fmt = endpoint.client
+        self.identity = identity
+        self.request = request
+        self.grant = grant
+        self.started = started
+        self.t0 = t0
+        self.watch = watch
+        self.plan: RoutePlan | None = None
+        self.deployment: Deployment | None = None
+        self.status = 0
+        self.usage = Usage()
+        self.upstream_wait = 0.0
+        self.response: UpstreamResponse | None = None
+        self.response_started = False
+        self.response_content: str | None = None
+        self.accountable = endpoint.operation is not Operation.COUNT_TOKENS
+        self.relay: Relay | None = None
+
+    # --- the route loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        gw = self.gw
+        plan = self.plan = gw.router.plan(self.request.model, max_retries=self._max_retries())
+        failure = UpstreamFailure()
+        while True:
+            deployment = plan.next()
+            if deployment is None:
+                await self._give_up(failure)
+                return
+            self.deployment = deployment
+            provider = gw.providers[deployment.provider]
+            wire = provider.wire_format(deployment, self.endpoint.operation, self.fmt)
+            operation = _wire_operation(self.endpoint.operation, wire)
+            if operation is Operation.COUNT_TOKENS and not provider.supports(operation):
+                await self._estimate_tokens()
+                return
+            if not provider.supports(operation):
+                raise_unsupported(deployment, operation)
+            try:
+                body = self._upstream_body(deployment, wire, operation)
+            except GatewayError as error:
+                self.status = error.status
+                await send_error(self.send, self.fmt, error)
+                return
+            call = UpstreamCall(
+                deployment=deployment,
+                operation=operation,
+                body=body,
+                stream=self.request.stream,
+                client_headers=self.scope["headers"],
+                upstream_credential=self._upstream_credential(),
+                timeouts=self._timeouts(deployment),
+                query=self.request.query if wire is ApiFormat.ANTHROPIC else b"",
+            )
+            asked = perf_counter()
+            try:
+                response = await provider.send(call)
+            except UpstreamError as exc:
+                self.upstream_wait += perf_counter() - asked
+                failure = UpstreamFailure(error=_upstream_error(exc, deployment))
+                gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
+                await self._backoff(plan.failed(deployment))
+                continue
+            self.response = response
+            if response.status >= 400:
+                try:
+                    error_body = await response.read()
+                except UpstreamError as exc:
+                    error_body = str(exc).encode()
+                finally:
+                    await response.aclose()
+                self.upstream_wait += perf_counter() - asked
+                failure = UpstreamFailure(None, response.status, error_body, wire, response.headers)
+                gw.metrics.upstream_errors.labels(deployment.id, str(response.status)).inc()
+                if response.status in RETRYABLE_STATUS:
+                    await self._backoff(plan.failed(deployment, retry_after=_retry_after(response)))
+                    continue
+                await self._give_up(failure)
+                return
+            try:
+                if self.request.stream:
+                    await self._relay_stream(response, wire, asked)
+                else:
+                    await self._relay_body(response, wire, asked)
+            except _RetryableBodyFailure as exc:
+                failure = UpstreamFailure(error=exc.error)
+                await self._backoff(plan.failed(deployment))
+                continue
+            plan.succeeded(deployment, self.upstream_wait)
+            return
+
+    async def _backoff(self, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _max_retries(self) -> int | None:
+        raw = header_value(self.scope["headers"], b"x-keystile-max-retries")
+        if raw is None:
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            return None
+        return max(0, min(value, self.gw.settings.router.max_retries_cap))
+
+    def _timeouts(self, deployment: Deployment) -> Timeouts:
+        router = self.gw.settings.router
+        first_byte = deployment.timeout or router.timeout
+        raw = header_value(self.scope["headers"], b"x-keystile-timeout")
+        if raw is not None:
+            try:
+                requested = float(raw)
+                if requested > 0 and math.isfinite(requested):
+                    first_byte = min(requested, router.timeout_cap)
+            except ValueError:
+                pass
+        return Timeouts(
+            connect=deployment.connect_timeout or router.connect_timeout,
+            first_byte=first_byte,
+            idle=deployment.stream_idle_timeout or router.stream_idle_timeout,
+        )
+
+    def _upstream_credential(self):  # type: ignore[no-untyped-def]
+        deployment = self.deployment
+        if deployment is None or not deployment.forward_client_credentials:
+            return None
+        return resolve_credentials(self.scope["headers"]).upstream
+
+    def _upstream_body(self, deployment: Deployment, wire: ApiFormat, operation: Operation) -> bytes:
+        request = self.request
+        if operation in (Operation.MESSAGES, Operation.CHAT):
+            return upstream_body(
+                request.raw,
+                request.body,
+                client=self.fmt,
+                wire=wire,
+                upstream_model=deployment.model,
+                stream=request.stream,
+                default_max_tokens=self.h.default_max_tokens,
+            )
+        return rename_model(request.raw, request.body, deployment.model)
+
+    # --- answers ------------------------------------------------------------------------------
+
+    def _response_headers(self, response: UpstreamResponse | None) -> list[tuple[bytes, bytes]]:
+        plan = self.plan
+        deployment = self.deployment
+        out: list[tuple[bytes, bytes]] = []
+        ours = quota_headers(self.grant.quota)
+        if response is not None:
+            our_names = {name for name, _ in ours}
+            for name, value in response.headers:
+                if name in _PASSED_HEADERS or (name.startswith(_RATELIMIT_PREFIXES) and name not in our_names):
+                    out.append((name, value))
+        out.extend(ours)
+        if plan is not None:
+            out.append((b"x-keystile-model-group", plan.group_name.encode()))
+            out.append((b"x-keystile-attempts", str(plan.attempts).encode()))
+        if deployment is not None:
+            out.append((b"x-keystile-deployment", deployment.id.encode()))
+        for warning in self.grant.warnings:
+            out.append((b"x-keystile-budget-warning", warning.encode()))
+        return out
+
+    def _overhead_header(self) -> tuple[bytes, bytes]:
+        overhead = perf_counter() - self.t0 - self.upstream_wait
+        return (b"x-keystile-overhead-ms", f"{overhead * 1000:.3f}".encode())
+
+    async def _relay_body(self, response: UpstreamResponse, wire: ApiFormat, asked: float) -> None:
+        try:
+            data = await response.read()
+        except UpstreamError as exc:
+            self.upstream_wait += perf_counter() - asked
+            raise _RetryableBodyFailure(_upstream_error(exc, self.deployment)) from None
+        finally:
+            await response.aclose()
+        self.upstream_wait += perf_counter() - asked
+        operation = self.endpoint.operation
+        if operation in (Operation.MESSAGES, Operation.CHAT):
+            self.usage = usage_from_response(data, wire)
+        elif operation is Operation.EMBEDDINGS:
+            self.usage = usage_from_response(data, ApiFormat.OPENAI)
+        if wire is not self.fmt and operation in (Operation.MESSAGES, Operation.CHAT):
+            data = self._translate_response(data, wire)
+        if self.gw.settings.spend.log_content:
+            self.response_content = data[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
+        self.status = response.status
+        headers = [JSON_TYPE, *self._response_headers(response), self._overhead_header()]
+        self.watch.stop()
+        await send_bytes(self.send, response.status, data, headers)
+
+    def _translate_response(self, data: bytes, wire: ApiFormat) -> bytes:
+        try:
+            parsed = orjson.loads(data)
+            if not isinstance(parsed, dict):
+                raise ValueError("not an object")
+            converted = chat_response_to_messages(parsed) if wire is ApiFormat.OPENAI else messages_response_to_chat(parsed)
+        except (ValueError, GatewayError) as exc:
+            raise GatewayError(ErrorKind.UPSTREAM_ERROR, f"The upstream answered with a response keystile could not read: {exc}") from None
+        return orjson.dumps(converted)
+
+    async def _relay_stream(self, response: UpstreamResponse, wire: ApiFormat, asked: float) -> None:
+        client_wants_usage = _wants_usage(self.request.body)
+        relay = make_relay(self.fmt, wire, client_wants_usage=client_wants_usage)
+        self.relay = relay
+        send = self.send
+        headers = [*SSE_HEADERS, *self._response_headers(response)]
+        iterator = response.__aiter__()
+        # The first chunk is awaited before answering, so a failure here can still be retried.
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            first = b""
+        except UpstreamError as exc:
+            await response.aclose()
+            self.upstream_wait += perf_counter() - asked
+            raise _RetryableBodyFailure(_upstream_error(exc, self.deployment)) from None
+        self.upstream_wait += perf_counter() - asked
+        self.status = 200
+        headers.append(self._overhead_header())
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.response_started = True
+        content = [] if self.gw.settings.spend.log_content else None
+        try:
+            out = relay.feed(first) if first else b""
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            while True:
+                waited = perf_counter()
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    self.upstream_wait += perf_counter() - waited
+                    out = relay.end()
+                    break
+                self.upstream_wait += perf_counter() - waited
+                out = relay.feed(chunk)
+                if out:
+                    if content is not None and sum(map(len, content)) < _MAX_CONTENT_LOG:
+                        content.append(out)
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+        except UpstreamError as exc:
+            out = relay.fail(_upstream_error(exc, self.deployment).status, _describe_stream_failure(exc))
+        finally:
+            await response.aclose()
+        if relay.failed:
+            self.status = 502
+        if content is not None:
+            self.response_content = b"".join(content).decode("utf-8", "replace")
+        self.watch.stop()
+        await send({"type": "http.response.body", "body": out, "more_body": False})
+
+    async def _estimate_tokens(self) -> None:
+        try:
+            count = estimate_input_tokens(self.request.body)
+        except GatewayError as error:
+            self.status = error.status
+            await send_error(self.send, self.fmt, error)
+            return
+        self.status = 200
+        headers = [JSON_TYPE, (b"x-keystile-estimate", b"true"), *self._response_headers(None), self._overhead_header()]
+        await send_bytes(self.send, 200, orjson.dumps({"input_tokens": count}), headers)
+
+    async def _give_up(self, failure: UpstreamFailure) -> None:
+        """Nothing worked: tell the client what the last attempt saw, in its format."""
+        headers = [JSON_TYPE, *self._response_headers(None), self._overhead_header()]
+        if failure.error is not None:
+            self.status = failure.error.status
+            await send_error(self.send, self.fmt, failure.error, headers[1:])
+            return
+        if failure.status:
+            self.status = failure.status
+            body = translate_error_body(failure.body, failure.status, upstream=failure.wire, client=self.fmt)
+            passed = [(n, v) for n, v in failure.headers or () if n in _PASSED_HEADERS]
+            await send_bytes(self.send, failure.status, body, [*headers, *passed])
+            return
+        error = GatewayError(ErrorKind.UNAVAILABLE, f"No deployment of model {self.request.model!r} is available right now.")
+        self.status = error.status
+        await send_error(self.send, self.fmt, error, headers[1:])
+
+    async def fail(self, error: GatewayError) -> None:
+        """A refusal raised after admission (unsupported operation, unreadable upstream answer)."""
+        self.status = error.status
+        if self.response_started:
+            if self.relay is not None:
+                await self.send({"type": "http.response.body", "body": self.relay.fail(error.status, error.message), "more_body": False})
+            return
+        await send_error(self.send, self.fmt, error, self._response_headers(None))
+
+    def client_gone(self) -> None:
+        """The client disconnected: the upstream call was cancelled (its connection aborted)."""
+        self.status = 499
+
+    # --- accounting --------------------------------------------------------------------------
+
+    async def account(self) -> None:
+        relay = self.relay
+        if relay is not None:
+            self.usage = relay.usage
+        gw = self.gw
+        elapsed = perf_counter() - self.t0
+        gw.metrics.observe_overhead(max(elapsed - self.upstream_wait, 0.0))
+        if not self.accountable:
+            return
+        plan = self.plan
+        request_content = None
+        if gw.settings.spend.log_content:
+            request_content = self.request.raw[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
+        await gw.accountant.record(
+            Outcome(
+                identity=self.identity,
+                grant=self.grant,
+                requested_model=self.request.model,
+                group=plan.group_name if plan is not None else None,
+                deployment=self.deployment,
+                usage=self.usage,
+                status=self.status or 500,
+                started=self.started,
+                latency=elapsed,
+                stream=self.request.stream,
+                attempts=plan.attempts if plan is not None else 0,
+                request_content=request_content,
+                response_content=self.response_content,
+            )
+        )
+
+
+class _RetryableBodyFailure(Exception):
+    """The upstream failed after its status line but before anything reached the client."""
+
+    def __init__(self, error: GatewayError) -> None:
+        self.error = error
+
+
+def _wire_operation(operation: Operation, wire: ApiFormat) -> Operation:
+    if operation in (Operation.MESSAGES, Operation.CHAT):
+        return Operation.MESSAGES if wire is ApiFormat.ANTHROPIC else Operation.CHAT
+    if operation is Operation.COUNT_TOKENS and wire is ApiFormat.OPENAI:
+        return Operation.COUNT_TOKENS  # the provider cannot: answered with a local estimate
+    return operation
+
+
+def raise_unsupported(deployment: Deployment, operation: Operation) -> None:
+    raise GatewayError(
+        ErrorKind.INVALID_REQUEST,
+        f"Model {deployment.model_name!r} is served by a {deployment.provider} deployment, which has no {operation.value} API.",
+        param="model",
+    )
+
+
+def _wants_usage(body: dict) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _retry_after(response: UpstreamResponse) -> float | None:
+    raw_ms = response.header(b"retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(float(raw_ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    raw = response.header(b"retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        return None  # an HTTP date: rare from LLM APIs; fall back to backoff
+
+
+def _upstream_error(exc: UpstreamError, deployment: Deployment | None) -> GatewayError:
+    where = f" ({deployment.id})" if deployment is not None else ""
+    if isinstance(exc, UpstreamTimeout):
+        phase = {"connect": "connecting to", "first_byte": "waiting for", "idle": "streaming from"}.get(exc.phase, "waiting for")
+        return GatewayError(ErrorKind.UPSTREAM_TIMEOUT, f"Timed out {phase} the upstream{where}.")
+    if isinstance(exc, UpstreamConnectError):
+        return GatewayError(ErrorKind.UPSTREAM_ERROR, f"Could not connect to the upstream{where}.")
+    return GatewayError(ErrorKind.UPSTREAM_ERROR, f"The upstream connection failed{where}: {type(exc).__name__}.")
+
+
+def _describe_stream_failure(exc: UpstreamError) -> str:
+    if isinstance(exc, UpstreamTimeout):
+        return "The upstream stopped sending events (idle timeout)."
+    return "The upstream connection was lost mid-stream."
