@@ -1,0 +1,984 @@
+"""A real, fast mock LLM provider: Anthropic, OpenAI and Azure OpenAI routes over HTTP/1.1.
+
+Tests and the benchmark point keystile's upstreams at it. It answers with the deterministic
+replies of ``keystile.providers.mock_replies``, records every request it receives, and fails
+on demand the ways real providers fail. Run it with
+``python -m keystile.testing.upstream --port 0 [--latency-ms X]`` or in-process with
+``MockUpstream`` / ``start_in_thread``.
+
+Routes (anything else is a 404 in the caller's format):
+
+    POST /v1/messages                       Anthropic Messages (JSON or SSE)
+    POST /v1/messages/count_tokens          Anthropic token counting
+    POST /v1/chat/completions, /chat/completions              OpenAI Chat Completions
+    POST /v1/embeddings, /embeddings                           OpenAI embeddings
+    POST /openai/deployments/{d}/chat/completions?api-version= Azure OpenAI (needs api-key)
+    POST /openai/deployments/{d}/embeddings?api-version=       Azure OpenAI embeddings
+    GET  /v1/models, /models                 Anthropic shape if anthropic-version is sent
+
+Control API (never recorded):
+
+    GET    /_mock/requests      recorded requests: n, connection, method, path, query,
+                                headers ([[name, value]], names lowercased), body (text), fault
+    DELETE /_mock/requests      forget them
+    POST   /_mock/faults        replace the fault rules with a JSON list (see ``FaultRule``)
+    GET    /_mock/faults        the current rules, with the ``times`` they have left
+    DELETE /_mock/faults        no faults
+    GET    /_mock/stats         counters, incl. open connections and closes by peer
+    GET    /_mock/connections   open and recently closed connections
+    POST   /_mock/reset         requests, faults and counters back to empty
+
+A fault rule: ``{"match": {"path", "model", "header": [name, value?], "stream", "method"},
+"times": N, "action": {"type": ...}}``; every match field is optional and they are AND-ed;
+the first rule that matches and has ``times`` left applies (``times`` absent: unlimited).
+Actions: ``status`` (status, body, headers), ``hang``, ``delay`` (seconds), ``close``,
+``reset_after_events`` (events), ``malformed_after_events`` (events), ``event_delay`` (seconds).
+A request header ``x-mock-cache: read|write|none`` picks how ``cache_control`` prompt
+prefixes are reported in usage (default ``read``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import fnmatch
+import http
+import itertools
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Coroutine
+
+import httptools
+import orjson
+
+from keystile.apiformat import ApiFormat
+from keystile.errors import ErrorKind, error_body, kind_for_status
+from keystile.providers import mock_replies
+
+try:  # uvloop is a dependency, but the server works on plain asyncio too
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
+
+MOCK_MODELS = ("mock-claude", "mock-gpt", "mock-embedding")
+_AZURE_PATH = re.compile(rb"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+_ANTHROPIC, _OPENAI = ApiFormat.ANTHROPIC, ApiFormat.OPENAI
+_JSON = b"application/json"
+_SSE = b"text/event-stream"
+_RESPONSE_CACHE_LIMIT = 512
+_CACHEABLE_BODY = 64 * 1024
+
+# Route kinds: what the body means, independent of the URL it came in on.
+MESSAGES, COUNT_TOKENS, CHAT, EMBEDDINGS, MODELS = "messages", "count_tokens", "chat", "embeddings", "models"
+_ROUTES: dict[bytes, tuple[str, ApiFormat, bytes]] = {
+    b"/v1/messages": (MESSAGES, _ANTHROPIC, b"POST"),
+    b"/v1/messages/count_tokens": (COUNT_TOKENS, _ANTHROPIC, b"POST"),
+    b"/v1/chat/completions": (CHAT, _OPENAI, b"POST"),
+    b"/chat/completions": (CHAT, _OPENAI, b"POST"),
+    b"/v1/embeddings": (EMBEDDINGS, _OPENAI, b"POST"),
+    b"/embeddings": (EMBEDDINGS, _OPENAI, b"POST"),
+    b"/v1/models": (MODELS, _OPENAI, b"GET"),
+    b"/models": (MODELS, _OPENAI, b"GET"),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Requests and fault rules
+
+
+class Request:
+    """One parsed HTTP request; the body's JSON is decoded on first use only."""
+
+    __slots__ = ("n", "connection", "method", "path", "query", "headers", "body", "keep_alive", "_json")
+
+    def __init__(self, method: bytes, url: bytes, headers: list, body: bytes, keep_alive: bool) -> None:
+        path, _, query = url.partition(b"?")
+        self.n = 0
+        self.connection = 0
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self._json: Any = self
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def query_param(self, name: str) -> str | None:
+        for pair in self.query.decode("latin-1").split("&"):
+            key, sep, value = pair.partition("=")
+            if key == name and sep:
+                return value
+        return None
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        if self._json is self:
+            try:
+                self._json = orjson.loads(self.body) if self.body else None
+            except orjson.JSONDecodeError:
+                self._json = None
+        return self._json
+
+    def record(self, fault: str | None) -> tuple:
+        return (self.n, self.connection, self.method, self.path, self.query, self.headers, self.body, fault)
+
+
+def _render_record(record: tuple) -> dict:
+    n, connection, method, path, query, headers, body, fault = record
+    return {
+        "n": n,
+        "connection": connection,
+        "method": method.decode(),
+        "path": path.decode("latin-1"),
+        "query": query.decode("latin-1"),
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in headers],
+        "body": body.decode("utf-8", "replace"),
+        "fault": fault,
+    }
+
+
+_ACTIONS = {
+    "status": {"status", "body", "headers"},
+    "hang": set(),
+    "delay": {"seconds"},
+    "close": set(),
+    "reset_after_events": {"events"},
+    "malformed_after_events": {"events"},
+    "event_delay": {"seconds"},
+}
+
+
+@dataclass(slots=True)
+class FaultRule:
+    """When a request matches, do ``action`` instead of (or around) the normal answer."""
+
+    action: dict
+    path: str | None = None
+    model: str | None = None
+    header: tuple[bytes, bytes | None] | None = None
+    stream: bool | None = None
+    method: bytes | None = None
+    times: int | None = None
+    """Applications left; None is unlimited."""
+
+    @property
+    def kind(self) -> str:
+        return self.action["type"]
+
+    def matches(self, request: Request) -> bool:
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.method is not None and request.method != self.method:
+            return False
+        if self.path is not None:
+            path = request.path.decode("latin-1")
+            if not (fnmatch.fnmatchcase(path, self.path) if "*" in self.path else path == self.path):
+                return False
+        if self.header is not None:
+            value = request.header(self.header[0])
+            if value is None or (self.header[1] is not None and value != self.header[1]):
+                return False
+        if self.model is not None or self.stream is not None:
+            body = request.json()
+            body = body if isinstance(body, dict) else {}
+            if self.model is not None and body.get("model") != self.model:
+                return False
+            if self.stream is not None and bool(body.get("stream")) != self.stream:
+                return False
+        return True
+
+
+def parse_fault_rules(data: object) -> list[FaultRule]:
+    """Validate the JSON posted to ``/_mock/faults``; ValueError says what is wrong."""
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise ValueError("fault rules must be a JSON list of rule objects")
+    rules = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise ValueError(f"rule {i}: not an object")
+        action = item.get("action")
+        if not isinstance(action, dict) or action.get("type") not in _ACTIONS:
+            raise ValueError(f"rule {i}: action.type must be one of {sorted(_ACTIONS)}")
+        unknown = set(action) - _ACTIONS[action["type"]] - {"type"}
+        if unknown:
+            raise ValueError(f"rule {i}: unknown action fields {sorted(unknown)}")
+        kind = action["type"]
+        if kind == "status" and not (isinstance(action.get("status"), int) and 100 <= action["status"] <= 999):
+            raise ValueError(f"rule {i}: status action needs an integer status")
+        if kind in ("delay", "event_delay") and not isinstance(action.get("seconds"), (int, float)):
+            raise ValueError(f"rule {i}: {kind} needs seconds")
+        if kind in ("reset_after_events", "malformed_after_events") and not isinstance(action.get("events"), int):
+            raise ValueError(f"rule {i}: {kind} needs an integer events")
+        if "headers" in action and not isinstance(action["headers"], dict):
+            raise ValueError(f"rule {i}: headers must be an object")
+        match = item.get("match") or {}
+        if not isinstance(match, dict):
+            raise ValueError(f"rule {i}: match must be an object")
+        unknown = set(match) - {"path", "model", "header", "stream", "method"}
+        if unknown:
+            raise ValueError(f"rule {i}: unknown match fields {sorted(unknown)}")
+        header = match.get("header")
+        if header is not None:
+            if not (isinstance(header, list) and 1 <= len(header) <= 2 and all(isinstance(h, str) for h in header)):
+                raise ValueError(f"rule {i}: match.header must be [name] or [name, value]")
+            header = (header[0].lower().encode("latin-1"), header[1].encode("latin-1") if len(header) == 2 else None)
+        times = item.get("times")
+        if times is not None and not (isinstance(times, int) and times >= 0):
+            raise ValueError(f"rule {i}: times must be a non-negative integer")
+        method = match.get("method")
+        rules.append(
+            FaultRule(
+                action=action,
+                path=match.get("path"),
+                model=match.get("model"),
+                header=header,
+                stream=match.get("stream"),
+                method=method.upper().encode() if isinstance(method, str) else None,
+                times=times,
+            )
+        )
+    return rules
+
+
+# ---------------------------------------------------------------------------------------
+# Answers
+
+
+@dataclass(slots=True)
+class Answer:
+    """What to send back: a complete body, or SSE events streamed as chunks."""
+
+    status: int
+    body: bytes = b""
+    events: list[bytes] | None = None
+    content_type: bytes = _JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def _reason(status: int) -> bytes:
+    if status == 529:
+        return b"Overloaded"
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Unknown"
+
+
+_STATUS_LINES = {s: b"HTTP/1.1 %d %s\r\n" % (s, _reason(s)) for s in (200, 400, 401, 404, 405, 429, 500, 529)}
+
+_DEFAULT_MESSAGES = {
+    400: "Invalid request",
+    401: "invalid x-api-key",
+    403: "Your API key does not have permission to use the specified resource.",
+    404: "Not found",
+    408: "Request timed out",
+    413: "Request exceeds the maximum allowed number of bytes.",
+    429: "Number of request tokens has exceeded your per-minute rate limit",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+    529: "Overloaded",
+}
+
+
+def _error(fmt: ApiFormat, kind: ErrorKind, message: str, request_id: str, status: int | None = None) -> Answer:
+    body = error_body(fmt, kind, message)
+    if fmt is _ANTHROPIC:
+        body["request_id"] = request_id
+    return Answer(status or kind.status, orjson.dumps(body))
+
+
+def _models_answer(request: Request) -> Answer:
+    if request.header(b"anthropic-version") is not None:
+        data = [
+            {"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+            for m in MOCK_MODELS
+        ]
+        body = {"data": data, "has_more": False, "first_id": MOCK_MODELS[0], "last_id": MOCK_MODELS[-1]}
+    else:
+        data = [
+            {"id": m, "object": "model", "created": mock_replies.CREATED, "owned_by": "keystile"}
+            for m in MOCK_MODELS
+        ]
+        body = {"object": "list", "data": data}
+    return Answer(200, orjson.dumps(body))
+
+
+def _generate(
+    kind: str, fmt: ApiFormat, body: object, cache_mode: str, azure_model: str | None, request_id: str
+) -> Answer:
+    """Validate the body lightly, as the real APIs do, and produce the deterministic reply."""
+    if not isinstance(body, dict):
+        return _error(fmt, ErrorKind.INVALID_REQUEST, "The request body is not valid JSON.", request_id)
+    if azure_model is not None and "model" not in body:
+        body = {**body, "model": azure_model}
+    if fmt is _ANTHROPIC:
+        required = ("model", "messages", "max_tokens") if kind == MESSAGES else ("model", "messages")
+    elif kind == CHAT:
+        required = ("model", "messages")
+    else:
+        required = ("model", "input")
+    for name in required:
+        if name not in body:
+            message = f"{name}: Field required" if fmt is _ANTHROPIC else f"Missing required parameter: '{name}'."
+            return _error(fmt, ErrorKind.INVALID_REQUEST, message, request_id)
+    if kind == MESSAGES:
+        if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+            return _error(fmt, ErrorKind.INVALID_REQUEST, "max_tokens: must be a positive integer", request_id)
+        if not isinstance(body["messages"], list) or not body["messages"]:
+            return _error(fmt, ErrorKind.INVALID_REQUEST, "messages: at least one message is required", request_id)
+        if body.get("stream"):
+            return Answer(200, events=mock_replies.anthropic_stream(body, cache_mode=cache_mode), content_type=_SSE)
+        return Answer(200, orjson.dumps(mock_replies.anthropic_message(body, cache_mode=cache_mode)))
+    if kind == COUNT_TOKENS:
+        return Answer(200, orjson.dumps(mock_replies.anthropic_count_tokens(body)))
+    if kind == CHAT:
+        if not isinstance(body["messages"], list) or not body["messages"]:
+            return _error(fmt, ErrorKind.INVALID_REQUEST, "'messages' must contain at least one message.", request_id)
+        if body.get("stream"):
+            return Answer(200, events=mock_replies.openai_stream(body, cache_mode=cache_mode), content_type=_SSE)
+        return Answer(200, orjson.dumps(mock_replies.openai_completion(body, cache_mode=cache_mode)))
+    return Answer(200, orjson.dumps(mock_replies.openai_embeddings(body)))
+
+
+# ---------------------------------------------------------------------------------------
+# The server
+
+
+class MockUpstream:
+    """The mock provider's state (recorded requests, fault rules, counters) and its listener."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        latency_ms: float = 0.0,
+        record_limit: int = 10_000,
+        coalesce_stream: bool = False,
+    ) -> None:
+        self.host = host
+        # True: a whole undelayed stream goes out in one write (benchmark calibration), not one per event.
+        self.coalesce_stream = coalesce_stream
+        self.port = 0
+        self.latency = latency_ms / 1000.0
+        self._records: collections.deque = collections.deque(maxlen=record_limit or None)
+        self._record = record_limit != 0
+        self.faults: list[FaultRule] = []
+        self._request_ids = itertools.count(1)
+        self._connection_ids = itertools.count(1)
+        self._connections: dict[int, _Connection] = {}
+        self._closed_connections: collections.deque = collections.deque(maxlen=1000)
+        self._cache: dict[tuple, Answer] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self.counters = self._zero_counters()
+
+    @staticmethod
+    def _zero_counters() -> dict[str, int]:
+        return {
+            "requests": 0,
+            "responses": 0,
+            "faults_applied": 0,
+            "connections_opened": 0,
+            "connections_closed_by_peer": 0,
+            "connections_closed_by_server": 0,
+            "disconnects_during_response": 0,
+        }
+
+    # -- lifecycle
+
+    async def start(self, port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), self.host, port, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self._connections.values()):
+                connection.close(abort=True)
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- state, also reachable over /_mock/
+
+    def requests(self) -> list[dict]:
+        return [_render_record(r) for r in self._records]
+
+    def clear_requests(self) -> None:
+        self._records.clear()
+
+    def set_faults(self, rules: list) -> None:
+        """Replace the fault rules: ``FaultRule`` objects or their JSON form."""
+        if all(isinstance(rule, FaultRule) for rule in rules):
+            self.faults = list(rules)
+        else:
+            self.faults = parse_fault_rules(rules)
+
+    def clear_faults(self) -> None:
+        self.faults = []
+
+    def stats(self) -> dict:
+        return {**self.counters, "connections_open": len(self._connections), "recorded": len(self._records)}
+
+    def connections(self) -> list[dict]:
+        return [c.describe() for c in self._connections.values()] + list(self._closed_connections)
+
+    def reset(self) -> None:
+        self.clear_requests()
+        self.clear_faults()
+        self.counters = self._zero_counters()
+        self._closed_connections.clear()
+
+    # -- request handling
+
+    def handle(self, conn: _Connection, request: Request) -> Coroutine | None:
+        """Answer ``request``: synchronously when nothing waits, else return a coroutine."""
+        if request.path.startswith(b"/_mock/"):
+            conn.send(self._control(request), request.keep_alive)
+            return None
+        n = next(self._request_ids)
+        request.n = n
+        request.connection = conn.id
+        request_id = b"req_mock_%d" % n
+        self.counters["requests"] += 1
+
+        fault = None
+        if self.faults:
+            for rule in self.faults:
+                if rule.matches(request):
+                    fault = rule
+                    if rule.times is not None:
+                        rule.times -= 1
+                    self.counters["faults_applied"] += 1
+                    break
+        if self._record:
+            self._records.append(request.record(fault.kind if fault else None))
+
+        route = _ROUTES.get(request.path)
+        azure_model = None
+        if route is None:
+            azure = _AZURE_PATH.match(request.path)
+            if azure is not None:
+                route = (CHAT if azure.group(2) == b"chat/completions" else EMBEDDINGS, _OPENAI, b"POST")
+                azure_model = azure.group(1).decode("latin-1")
+        fmt = route[1] if route and route[0] != MODELS else self._guess_format(request)
+        id_header = b"request-id" if fmt is _ANTHROPIC else b"x-request-id"
+
+        if fault is not None and fault.kind == "close":
+            conn.close()
+            return None
+        if fault is not None and fault.kind == "status":
+            answer = self._status_fault(fault.action, fmt, request_id.decode())
+        else:
+            answer = self._answer(request, route, fmt, azure_model, request_id.decode())
+        answer.headers.append((id_header, request_id))
+        if fault is None and not self.latency:
+            conn.send(answer, request.keep_alive)
+            return None
+        return conn.send_slowly(answer, request.keep_alive, fault.action if fault else None, self.latency)
+
+    def _answer(
+        self, request: Request, route: tuple | None, fmt: ApiFormat, azure_model: str | None, request_id: str
+    ) -> Answer:
+        if route is None:
+            return _error(fmt, ErrorKind.NOT_FOUND, f"Not found: {request.path.decode('latin-1')}", request_id)
+        kind, _, method = route
+        if request.method != method:
+            return _error(fmt, ErrorKind.METHOD_NOT_ALLOWED, f"Method {request.method.decode()} not allowed", request_id)
+        if kind == MODELS:
+            return _models_answer(request)
+        if fmt is _ANTHROPIC:
+            if request.header(b"x-api-key") is None and request.header(b"authorization") is None:
+                return _error(fmt, ErrorKind.AUTHENTICATION, "x-api-key header is required", request_id)
+        if azure_model is not None:
+            if not request.query_param("api-version"):
+                return _error(fmt, ErrorKind.INVALID_REQUEST, "Missing required query parameter: api-version", request_id)
+            if request.header(b"api-key") is None:
+                return _error(
+                    fmt,
+                    ErrorKind.AUTHENTICATION,
+                    "Access denied due to invalid subscription key or wrong API endpoint. "
+                    "Make sure to provide a valid key for an active subscription and use a correct regional API "
+                    "endpoint for your resource.",
+                    request_id,
+                )
+        cache_mode = (request.header(b"x-mock-cache") or b"read").decode("latin-1")
+        if cache_mode not in ("read", "write", "none"):
+            cache_mode = "read"
+        # Replies are a pure function of the body, so repeated bodies (the benchmark) are served from memory.
+        key = (kind, azure_model, cache_mode, request.body)
+        answer = self._cache.get(key)
+        if answer is None:
+            answer = _generate(kind, fmt, request.json(), cache_mode, azure_model, request_id)
+            if answer.status != 200:
+                return answer
+            if len(request.body) <= _CACHEABLE_BODY:
+                if len(self._cache) >= _RESPONSE_CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache[key] = answer
+        return Answer(answer.status, answer.body, answer.events, answer.content_type, [])
+
+    def _status_fault(self, action: dict, fmt: ApiFormat, request_id: str) -> Answer:
+        status = action["status"]
+        headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in (action.get("headers") or {}).items()]
+        content_type = _JSON
+        body = action.get("body")
+        if body is None:
+            kind = kind_for_status(status)
+            message = _DEFAULT_MESSAGES.get(status) or _reason(status).decode()
+            answer = _error(fmt, kind, message, request_id, status)
+            payload = answer.body
+        elif isinstance(body, str):
+            payload = body.encode()
+            content_type = b"text/plain; charset=utf-8"
+        else:
+            payload = orjson.dumps(body)
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value
+        return Answer(status, payload, None, content_type, [h for h in headers if h[0] != b"content-type"])
+
+    @staticmethod
+    def _guess_format(request: Request) -> ApiFormat:
+        if request.path.startswith(b"/v1/messages") or request.header(b"anthropic-version") is not None:
+            return _ANTHROPIC
+        return _OPENAI
+
+    def _control(self, request: Request) -> Answer:
+        name = request.path[len(b"/_mock/") :].decode("latin-1")
+        method = request.method
+        try:
+            if name == "requests" and method == b"GET":
+                return _control_json(self.requests())
+            if name == "requests" and method == b"DELETE":
+                self.clear_requests()
+                return _control_json({"ok": True})
+            if name == "faults" and method == b"POST":
+                data = orjson.loads(request.body or b"[]")
+                self.faults = parse_fault_rules(data)
+                return _control_json({"ok": True, "rules": len(self.faults)})
+            if name == "faults" and method == b"DELETE":
+                self.clear_faults()
+                return _control_json({"ok": True})
+            if name == "faults" and method == b"GET":
+                return _control_json(
+                    [{"action": r.action, "times": r.times, "path": r.path, "model": r.model} for r in self.faults]
+                )
+            if name == "stats" and method == b"GET":
+                return _control_json(self.stats())
+            if name == "connections" and method == b"GET":
+                return _control_json(self.connections())
+            if name == "reset" and method == b"POST":
+                self.reset()
+                return _control_json({"ok": True})
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            return Answer(400, orjson.dumps({"error": str(exc)}))
+        return Answer(404, orjson.dumps({"error": f"no control endpoint {method.decode()} /_mock/{name}"}))
+
+    # -- connection bookkeeping
+
+    def _opened(self, conn: _Connection) -> None:
+        self._connections[conn.id] = conn
+        self.counters["connections_opened"] += 1
+
+    def _closed(self, conn: _Connection) -> None:
+        self._connections.pop(conn.id, None)
+        self.counters["connections_closed_by_server" if conn.closed_by_server else "connections_closed_by_peer"] += 1
+        if conn.in_response and not conn.closed_by_server:
+            self.counters["disconnects_during_response"] += 1
+        self._closed_connections.append(conn.describe())
+
+
+def _control_json(value: object) -> Answer:
+    return Answer(200, orjson.dumps(value))
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: httptools parses, requests are answered one at a time in order."""
+
+    def __init__(self, server: MockUpstream) -> None:
+        self.server = server
+        self.id = next(server._connection_ids)
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.closed_by_server = False
+        self.closed = False
+        # A slow response (delayed, hanging, paced stream) is under way and not finished.
+        self.in_response = False
+        self.requests_seen = 0
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._expect_continue = False
+        self._queue: collections.deque[Request] = collections.deque()
+        self._task: asyncio.Task | None = None
+        self._closed_waiter: asyncio.Future | None = None
+        self._drain_waiter: asyncio.Future | None = None
+        self._paused = False
+
+    def describe(self) -> dict:
+        return {
+            "id": self.id,
+            "open": not self.closed,
+            "requests": self.requests_seen,
+            "closed_by": None if not self.closed else ("server" if self.closed_by_server else "peer"),
+            "closed_during_response": self.closed and self.in_response and not self.closed_by_server,
+        }
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server._opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._bad_request("upgrades are not supported")
+            return
+        except httptools.HttpParserError as exc:
+            self._bad_request(f"malformed HTTP request: {exc}")
+            return
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; counted as a close by the peer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._closed_waiter is not None and not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        if self._task is not None:
+            self._task.cancel()
+        self.server._closed(self)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+        self._expect_continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self._expect_continue = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self._expect_continue and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self.requests_seen += 1
+        self._queue.append(
+            Request(self.parser.get_method(), self._url, self._headers, body, self.parser.should_keep_alive())
+        )
+
+    # -- answering
+
+    def _process(self) -> None:
+        while self._task is None and self._queue and not self.closed and not self.closed_by_server:
+            request = self._queue.popleft()
+            slow = self.server.handle(self, request)
+            if slow is not None:
+                self.in_response = True
+                self._task = asyncio.get_running_loop().create_task(slow)
+                self._task.add_done_callback(self._slow_done)
+
+    def _slow_done(self, task: asyncio.Task) -> None:
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            # A bug in the mock itself: say so loudly and drop the connection rather than hang the client.
+            print(f"mock upstream: answering failed: {task.exception()!r}", file=sys.stderr, flush=True)
+            self.close(abort=True)
+        if not self.closed:
+            self.in_response = False
+            self._process()
+
+    def send(self, answer: Answer, keep_alive: bool) -> None:
+        """Write a whole answer at once (streams too: one chunk per event, back to back)."""
+        if self.closed or self.closed_by_server:
+            return
+        if answer.events is None:
+            self.transport.write(_head(answer, len(answer.body), keep_alive) + answer.body)
+        else:
+            head = _head(answer, None, keep_alive)
+            if self.server.coalesce_stream:
+                self.transport.write(head + b"".join(map(_chunk, answer.events)) + b"0\r\n\r\n")
+            else:
+                # One write per event: the peer sees separate chunks arriving, as from a real provider.
+                write = self.transport.write
+                write(head)
+                for event in answer.events:
+                    write(_chunk(event))
+                write(b"0\r\n\r\n")
+        self._finish(keep_alive)
+
+    async def send_slowly(self, answer: Answer, keep_alive: bool, action: dict | None, latency: float) -> None:
+        """Answer with latency and/or a fault action applied."""
+        kind = action["type"] if action else None
+        if latency:
+            await asyncio.sleep(latency)
+        if kind == "hang":
+            await self._wait_closed()
+            return
+        if kind == "delay":
+            await asyncio.sleep(action["seconds"])
+        if kind not in ("reset_after_events", "malformed_after_events", "event_delay"):
+            self.send(answer, keep_alive)
+            return
+        write = self.transport.write
+        events = answer.events
+        if events is None:
+            # Not a stream: a truncated body stands in for the broken stream.
+            if kind == "event_delay":
+                self.send(answer, keep_alive)
+            elif kind == "reset_after_events":
+                write(_head(answer, len(answer.body), keep_alive) + answer.body[: len(answer.body) // 2])
+                self.close(abort=True)
+            else:
+                body = answer.body[: max(len(answer.body) // 2, 1)]
+                write(_head(answer, len(body), keep_alive) + body)
+                self._finish(keep_alive)
+            return
+        write(_head(answer, None, keep_alive))
+        limit = action.get("events", len(events)) if kind != "event_delay" else len(events)
+        for i, event in enumerate(events[:limit]):
+            if i and kind == "event_delay":
+                await asyncio.sleep(action["seconds"])
+            if self.closed or self.closed_by_server:
+                return
+            write(_chunk(event))
+            if self._paused:
+                await self._drain()
+        if kind == "reset_after_events":
+            await asyncio.sleep(0.005)  # let the events reach the peer before the reset discards buffers
+            self.close(abort=True)
+            return
+        if kind == "malformed_after_events":
+            # Half an event whose data is not JSON, then a clean end of the stream.
+            name = b"event: content_block_delta\n" if events[0].startswith(b"event:") else b""
+            write(_chunk(name + b'data: {"type": "content_block_delta", "index": 0, "delta": {\n\n'))
+        write(b"0\r\n\r\n")
+        self._finish(keep_alive)
+
+    def _finish(self, keep_alive: bool) -> None:
+        self.server.counters["responses"] += 1
+        if not keep_alive:
+            self.close()
+
+    async def _wait_closed(self) -> None:
+        if self.closed:
+            return
+        self._closed_waiter = asyncio.get_running_loop().create_future()
+        await self._closed_waiter
+
+    async def _drain(self) -> None:
+        if self._paused and not self.closed:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+
+    def close(self, abort: bool = False) -> None:
+        """Close from the server side: ``abort`` resets the TCP connection instead of a clean FIN."""
+        if self.closed or self.closed_by_server or self.transport is None:
+            return
+        self.closed_by_server = True
+        if abort:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                # Zero linger makes close() send an RST, which is what a crashed upstream looks like.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+    def _bad_request(self, message: str) -> None:
+        body = orjson.dumps(error_body(_OPENAI, ErrorKind.INVALID_REQUEST, message))
+        self.transport.write(_head(Answer(400), len(body), False) + body)
+        self.close()
+
+
+def _head(answer: Answer, length: int | None, keep_alive: bool) -> bytes:
+    status_line = _STATUS_LINES.get(answer.status) or b"HTTP/1.1 %d %s\r\n" % (answer.status, _reason(answer.status))
+    parts = [status_line, b"content-type: ", answer.content_type, b"\r\n"]
+    if length is None:
+        parts.append(b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n")
+    else:
+        parts.append(b"content-length: %d\r\n" % length)
+    for name, value in answer.headers:
+        parts += (name, b": ", value, b"\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+# ---------------------------------------------------------------------------------------
+# Running it: in a background thread (tests) or as a process (tests, benchmark)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    return uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+
+
+class MockUpstreamThread:
+    """A ``MockUpstream`` serving from its own event loop in a daemon thread."""
+
+    def __init__(self, server: MockUpstream, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        self.server = server
+        self.loop = loop
+        self.thread = thread
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the server's loop and return its result (thread-safe state access)."""
+
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=10)
+
+    def requests(self) -> list[dict]:
+        return self.call(self.server.requests)
+
+    def clear_requests(self) -> None:
+        self.call(self.server.clear_requests)
+
+    def set_faults(self, rules: list) -> None:
+        self.call(self.server.set_faults, rules)
+
+    def clear_faults(self) -> None:
+        self.call(self.server.clear_faults)
+
+    def stats(self) -> dict:
+        return self.call(self.server.stats)
+
+    def reset(self) -> None:
+        self.call(self.server.reset)
+
+    def stop(self) -> None:
+        if not self.thread.is_alive():
+            return
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> MockUpstreamThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(
+    *, port: int = 0, latency_ms: float = 0.0, record_limit: int = 10_000, coalesce_stream: bool = False
+) -> tuple[str, MockUpstreamThread]:
+    """Start a mock upstream on 127.0.0.1 in a background thread; returns (base URL, handle)."""
+    server = MockUpstream(latency_ms=latency_ms, record_limit=record_limit, coalesce_stream=coalesce_stream)
+    loop = new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.start(port))
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, name="keystile-mock-upstream", daemon=True)
+    thread.start()
+    ready.wait(10)
+    if failure:
+        raise failure[0]
+    return server.url, MockUpstreamThread(server, loop, thread)
+
+
+async def serve(host: str, port: int, latency_ms: float, record_limit: int, coalesce_stream: bool) -> None:
+    server = MockUpstream(host=host, latency_ms=latency_ms, record_limit=record_limit, coalesce_stream=coalesce_stream)
+    await server.start(port)
+    print(f"listening on {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m keystile.testing.upstream", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay before every answer")
+    parser.add_argument(
+        "--record-limit", type=int, default=10_000, help="keep the last N requests for /_mock/requests; 0 records none"
+    )
+    parser.add_argument(
+        "--coalesce-stream",
+        action="store_true",
+        help="write each undelayed SSE stream in one write (still one chunk per event); default one write per event",
+    )
+    args = parser.parse_args(argv)
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve(args.host, args.port, args.latency_ms, args.record_limit, args.coalesce_stream))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
