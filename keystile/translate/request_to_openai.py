@@ -1,0 +1,412 @@
+"""Anthropic Messages request → OpenAI Chat Completions request.
+
+Lets an Anthropic client (Claude Code, the Anthropic SDK) run on an OpenAI model or any
+OpenAI-compatible server (vLLM, Ollama, LM Studio, OpenRouter, Groq, DeepSeek, …).
+
+Decisions, and why:
+
+- ``max_tokens`` is sent as ``max_tokens``, which every OpenAI-compatible server
+  understands, except for OpenAI's reasoning families (model names starting ``o1``, ``o3``,
+  ``o4``, ``gpt-5``), which reject it and need ``max_completion_tokens``. A provider adapter
+  that knows better (an Azure deployment with a custom name) passes ``max_tokens_field``.
+- ``system`` (string or text blocks) becomes one leading ``system`` message, blocks joined
+  with a blank line; several small servers only accept string content, so text-only user
+  content is a string too (blocks joined the same way). Assistant text blocks are joined
+  with nothing between them: they are pieces of one reply.
+- ``tool_result`` blocks become ``tool`` messages placed before the rest of that user
+  message (OpenAI wants them right after the assistant's ``tool_calls``). A tool result
+  with ``is_error`` is prefixed ``"Error: "`` — OpenAI has no field for it. Images in a
+  tool result move to the following user message, because ``tool`` messages carry text only.
+- ``thinking`` blocks with an empty ``signature`` were produced by keystile from an
+  OpenAI-compatible ``reasoning_content``; they go back as the assistant message's
+  ``reasoning_content`` (DeepSeek's thinking mode refuses tool-call turns without it).
+  Signed thinking and ``redacted_thinking`` come from Claude, mean nothing to another model
+  and are dropped.
+- Anthropic server tools (``web_search_…``, ``bash_…``, ``code_execution_…``) and their
+  result blocks have no Chat Completions form and are dropped (debug log).
+- ``thinking: {type: enabled, budget_tokens}`` → ``reasoning_effort`` (see
+  ``reasoning_effort``); an explicit ``output_config.effort`` wins over the budget.
+  ``output_config.format`` (JSON schema) → ``response_format``.
+- ``top_k``, ``service_tier`` (the two tier vocabularies do not match) and any other
+  field without a Chat Completions equivalent are dropped with a debug log.
+- ``stream: true`` adds ``stream_options.include_usage`` so the final usage chunk arrives.
+- An assistant prefill (a final assistant message) is sent as a plain assistant message;
+  OpenAI models start a new reply rather than continue it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from keystile.translate.invalid_request import (
+    expect_dict,
+    expect_list,
+    expect_str,
+    invalid,
+    optional_bool,
+    optional_number,
+    optional_positive_int,
+    optional_str,
+)
+from keystile.translate.media import anthropic_source_to_url, data_url
+from keystile.translate.reasoning_effort import effort_for_budget, openai_effort_for_anthropic_effort
+from keystile.translate.tool_arguments import dump_arguments
+
+log = logging.getLogger("keystile.translate")
+
+_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+
+# Fields this module reads; anything else in the body is dropped with a debug log.
+_HANDLED = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "max_tokens",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "metadata",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+    }
+)
+
+# Result blocks of Anthropic server-side tools: history an OpenAI model cannot be shown.
+_SERVER_TOOL_BLOCKS = frozenset(
+    {
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "container_upload",
+    }
+)
+
+
+def messages_request_to_chat(body: dict, *, upstream_model: str, max_tokens_field: str | None = None) -> dict:
+    """Translate an Anthropic Messages request body into a Chat Completions body.
+
+    Raises ``GatewayError(INVALID_REQUEST)`` naming the field for malformed input.
+    ``max_tokens_field`` overrides the ``max_tokens``/``max_completion_tokens`` choice.
+    """
+    body = expect_dict(body, "body")
+    out: dict = {"model": upstream_model}
+
+    messages: list[dict] = []
+    system = body.get("system")
+    if system is not None:
+        text = _system_text(system)
+        if text:
+            messages.append({"role": "system", "content": text})
+    for i, message in enumerate(expect_list(body.get("messages"), "messages")):
+        _convert_message(message, f"messages[{i}]", messages)
+    out["messages"] = messages
+
+    max_tokens = optional_positive_int(body.get("max_tokens"), "max_tokens")
+    if max_tokens is not None:
+        out[max_tokens_field or _max_tokens_field(upstream_model)] = max_tokens
+    for key in ("temperature", "top_p"):
+        value = optional_number(body.get(key), key)
+        if value is not None:
+            out[key] = value
+    stop = body.get("stop_sequences")
+    if stop is not None:
+        stops = [expect_str(s, f"stop_sequences[{i}]") for i, s in enumerate(expect_list(stop, "stop_sequences"))]
+        if stops:
+            out["stop"] = stops
+    if optional_bool(body.get("stream"), "stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    metadata = body.get("metadata")
+    if metadata is not None:
+        user = optional_str(expect_dict(metadata, "metadata").get("user_id"), "metadata.user_id")
+        if user:
+            out["user"] = user
+
+    tool_names = _convert_tools(body.get("tools"), out)
+    _convert_tool_choice(body.get("tool_choice"), tool_names, out)
+    _convert_reasoning(body.get("thinking"), body.get("output_config"), out)
+
+    if log.isEnabledFor(logging.DEBUG):
+        for key in body:
+            if key not in _HANDLED:
+                log.debug("anthropic→openai request: dropping %r, Chat Completions has no equivalent", key)
+    return out
+
+
+def _max_tokens_field(model: str) -> str:
+    name = model.rsplit("/", 1)[-1].lower()
+    return "max_completion_tokens" if name.startswith(_REASONING_MODEL_PREFIXES) else "max_tokens"
+
+
+def _system_text(system: object) -> str:
+    if isinstance(system, str):
+        return system
+    texts = []
+    for i, block in enumerate(expect_list(system, "system")):
+        where = f"system[{i}]"
+        block = expect_dict(block, where)
+        if block.get("type") != "text":
+            raise invalid(f"{where}.type: system blocks must be text blocks", f"{where}.type")
+        texts.append(expect_str(block.get("text"), f"{where}.text"))
+    return "\n\n".join(texts)
+
+
+def _convert_message(message: object, where: str, out: list[dict]) -> None:
+    message = expect_dict(message, where)
+    role = message.get("role")
+    content = message.get("content")
+    if role == "user":
+        _convert_user(content, where, out)
+    elif role == "assistant":
+        out.append(_convert_assistant(content, where))
+    else:
+        raise invalid(f"{where}.role: expected 'user' or 'assistant', got {role!r}"[:200], f"{where}.role")
+
+
+def _convert_user(content: object, where: str, out: list[dict]) -> None:
+    if isinstance(content, str):
+        out.append({"role": "user", "content": content})
+        return
+    parts: list[dict] = []
+    tool_images: list[dict] = []
+    tool_results = 0
+    for j, block in enumerate(expect_list(content, f"{where}.content")):
+        at = f"{where}.content[{j}]"
+        block = expect_dict(block, at)
+        kind = block.get("type")
+        if kind == "tool_result":
+            tool_message, images = _tool_result(block, at)
+            out.append(tool_message)
+            tool_results += 1
+            if images:
+                tool_images.append({"type": "text", "text": f"Images returned by tool call {tool_message['tool_call_id']}:"})
+                tool_images.extend(images)
+        else:
+            part = _user_part(block, kind, at)
+            if part is not None:
+                parts.append(part)
+    parts = tool_images + parts
+    if parts:
+        out.append({"role": "user", "content": _collapse_text(parts)})
+    elif not tool_results:
+        out.append({"role": "user", "content": ""})
+
+
+def _user_part(block: dict, kind: object, at: str) -> dict | None:
+    if kind == "text":
+        return {"type": "text", "text": expect_str(block.get("text"), f"{at}.text")}
+    if kind == "image":
+        return {"type": "image_url", "image_url": {"url": anthropic_source_to_url(block.get("source"), f"{at}.source")}}
+    if kind == "document":
+        return _document_part(block, at)
+    if kind == "search_result":
+        return {"type": "text", "text": _search_result_text(block, at)}
+    if isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS:
+        log.debug("anthropic→openai request: dropping %s block at %s", kind, at)
+        return None
+    raise invalid(f"{at}.type: unsupported content block type {kind!r}"[:200], f"{at}.type")
+
+
+def _document_part(block: dict, at: str) -> dict:
+    source = expect_dict(block.get("source"), f"{at}.source")
+    kind = source.get("type")
+    if kind == "text":
+        return {"type": "text", "text": expect_str(source.get("data"), f"{at}.source.data")}
+    if kind == "content":
+        texts = []
+        for i, inner in enumerate(expect_list(source.get("content"), f"{at}.source.content")):
+            inner = expect_dict(inner, f"{at}.source.content[{i}]")
+            if inner.get("type") == "text":
+                texts.append(expect_str(inner.get("text"), f"{at}.source.content[{i}].text"))
+        return {"type": "text", "text": "\n\n".join(texts)}
+    if kind == "base64":
+        media_type = expect_str(source.get("media_type"), f"{at}.source.media_type")
+        data = expect_str(source.get("data"), f"{at}.source.data")
+        title = block.get("title")
+        filename = title if isinstance(title, str) and title else "document.pdf"
+        return {"type": "file", "file": {"filename": filename, "file_data": data_url(media_type, data)}}
+    raise invalid(f"{at}.source.type: documents from source type {kind!r} cannot be sent to this model"[:200], f"{at}.source.type")
+
+
+def _search_result_text(block: dict, at: str) -> str:
+    lines = []
+    for key in ("title", "source"):
+        value = block.get(key)
+        if isinstance(value, str) and value:
+            lines.append(value)
+    for i, inner in enumerate(expect_list(block.get("content"), f"{at}.content")):
+        inner = expect_dict(inner, f"{at}.content[{i}]")
+        lines.append(expect_str(inner.get("text"), f"{at}.content[{i}].text"))
+    return "\n".join(lines)
+
+
+def _collapse_text(parts: list[dict]) -> str | list[dict]:
+    """Text-only content as one string: the form every OpenAI-compatible server accepts."""
+    if all(p["type"] == "text" for p in parts):
+        return "\n\n".join(p["text"] for p in parts)
+    return parts
+
+
+def _tool_result(block: dict, at: str) -> tuple[dict, list[dict]]:
+    tool_call_id = expect_str(block.get("tool_use_id"), f"{at}.tool_use_id")
+    content = block.get("content")
+    texts: list[str] = []
+    images: list[dict] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif content is not None:
+        for i, inner in enumerate(expect_list(content, f"{at}.content")):
+            inner_at = f"{at}.content[{i}]"
+            inner = expect_dict(inner, inner_at)
+            kind = inner.get("type")
+            if kind == "image":
+                images.append(_user_part(inner, kind, inner_at))
+            elif kind == "document":
+                part = _document_part(inner, inner_at)
+                if part["type"] == "text":
+                    texts.append(part["text"])
+                else:
+                    images.append(part)
+            elif kind == "text":
+                texts.append(expect_str(inner.get("text"), f"{inner_at}.text"))
+            elif kind == "search_result":
+                texts.append(_search_result_text(inner, inner_at))
+            elif kind == "tool_reference":  # a tool found by Anthropic's tool search
+                texts.append("Tool reference: " + expect_str(inner.get("tool_name"), f"{inner_at}.tool_name"))
+            elif kind == "browser_state":
+                log.debug("anthropic→openai request: dropping browser_state block at %s", inner_at)
+            else:
+                raise invalid(f"{inner_at}.type: unsupported tool result block type {kind!r}"[:200], f"{inner_at}.type")
+    text = "\n\n".join(texts)
+    if optional_bool(block.get("is_error"), f"{at}.is_error"):
+        text = "Error: " + text if text else "Error"
+    return {"role": "tool", "tool_call_id": tool_call_id, "content": text}, images
+
+
+def _convert_assistant(content: object, where: str) -> dict:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    texts: list[str] = []
+    reasoning: list[str] = []
+    tool_calls: list[dict] = []
+    for j, block in enumerate(expect_list(content, f"{where}.content")):
+        at = f"{where}.content[{j}]"
+        block = expect_dict(block, at)
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(expect_str(block.get("text"), f"{at}.text"))
+        elif kind == "tool_use":
+            tool_input = block.get("input")
+            tool_calls.append(
+                {
+                    "id": expect_str(block.get("id"), f"{at}.id"),
+                    "type": "function",
+                    "function": {
+                        "name": expect_str(block.get("name"), f"{at}.name"),
+                        "arguments": dump_arguments({} if tool_input is None else expect_dict(tool_input, f"{at}.input"), f"{at}.input"),
+                    },
+                }
+            )
+        elif kind == "thinking":
+            thinking = expect_str(block.get("thinking"), f"{at}.thinking")
+            if not block.get("signature") and thinking:
+                reasoning.append(thinking)
+            else:
+                log.debug("anthropic→openai request: dropping signed thinking block at %s", at)
+        elif kind == "redacted_thinking" or (isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS):
+            log.debug("anthropic→openai request: dropping %s block at %s", kind, at)
+        else:
+            raise invalid(f"{at}.type: unsupported assistant content block type {kind!r}"[:200], f"{at}.type")
+    message: dict = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning:
+        message["reasoning_content"] = "\n\n".join(reasoning)
+    return message
+
+
+def _convert_tools(tools: object, out: dict) -> set[str]:
+    if tools is None:
+        return set()
+    converted = []
+    for i, tool in enumerate(expect_list(tools, "tools")):
+        at = f"tools[{i}]"
+        tool = expect_dict(tool, at)
+        kind = tool.get("type")
+        if kind not in (None, "custom"):
+            log.debug("anthropic→openai request: dropping server tool %r (%s): OpenAI has no equivalent", tool.get("name"), kind)
+            continue
+        function: dict = {"name": expect_str(tool.get("name"), f"{at}.name")}
+        description = optional_str(tool.get("description"), f"{at}.description")
+        if description:
+            function["description"] = description
+        schema = tool.get("input_schema")
+        function["parameters"] = {"type": "object", "properties": {}} if schema is None else expect_dict(schema, f"{at}.input_schema")
+        strict = tool.get("strict")
+        if isinstance(strict, bool):
+            function["strict"] = strict
+        converted.append({"type": "function", "function": function})
+    if converted:
+        out["tools"] = converted
+    return {t["function"]["name"] for t in converted}
+
+
+def _convert_tool_choice(choice: object, tool_names: set[str], out: dict) -> None:
+    if choice is None:
+        return
+    choice = expect_dict(choice, "tool_choice")
+    if not tool_names:
+        return  # OpenAI rejects tool_choice and parallel_tool_calls without tools
+    kind = choice.get("type")
+    if kind == "auto":
+        out["tool_choice"] = "auto"
+    elif kind == "any":
+        out["tool_choice"] = "required"
+    elif kind == "none":
+        out["tool_choice"] = "none"
+    elif kind == "tool":
+        name = expect_str(choice.get("name"), "tool_choice.name")
+        if name in tool_names:
+            out["tool_choice"] = {"type": "function", "function": {"name": name}}
+        else:
+            log.debug("anthropic→openai request: tool_choice names %r, which was not carried over; dropping it", name)
+    else:
+        raise invalid(f"tool_choice.type: unsupported value {kind!r}"[:200], "tool_choice.type")
+    if optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use"):
+        out["parallel_tool_calls"] = False
+
+
+def _convert_reasoning(thinking: object, output_config: object, out: dict) -> None:
+    effort = None
+    if output_config is not None:
+        output_config = expect_dict(output_config, "output_config")
+        requested = optional_str(output_config.get("effort"), "output_config.effort")
+        if requested is not None:
+            effort = openai_effort_for_anthropic_effort(requested)
+            if effort is None:
+                raise invalid(f"output_config.effort: unsupported value {requested!r}"[:200], "output_config.effort")
+        fmt = output_config.get("format")
+        if fmt is not None:
+            fmt = expect_dict(fmt, "output_config.format")
+            if fmt.get("type") != "json_schema":
+                raise invalid("output_config.format.type: expected 'json_schema'", "output_config.format.type")
+            schema = expect_dict(fmt.get("schema"), "output_config.format.schema")
+            out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+    if thinking is not None:
+        thinking = expect_dict(thinking, "thinking")
+        if thinking.get("type") == "enabled" and effort is None:
+            budget = optional_positive_int(thinking.get("budget_tokens"), "thinking.budget_tokens")
+            if budget is not None:
+                effort = effort_for_budget(budget)
+    if effort is not None:
+        out["reasoning_effort"] = effort
