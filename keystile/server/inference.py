@@ -144,8 +144,7 @@ class InferenceHandler:
             call.client_gone()
         finally:
             watch.stop()
-            await gw.authorizer.release(grant)
-        await call.account()
+            await call.finish()
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -248,6 +247,7 @@ class _Call:
         self.response_content: str | None = None
         self.accountable = endpoint.operation is not Operation.COUNT_TOKENS
         self.relay: Relay | None = None
+        self.finished = False
 
     # --- the route loop ---------------------------------------------------------------------
 
@@ -269,12 +269,7 @@ class _Call:
                 return
             if not provider.supports(operation):
                 raise_unsupported(deployment, operation)
-            try:
-                body = self._upstream_body(deployment, wire, operation)
-            except GatewayError as error:
-                self.status = error.status
-                await send_error(self.send, self.fmt, error)
-                return
+            body = self._upstream_body(deployment, wire, operation)
             call = UpstreamCall(
                 deployment=deployment,
                 operation=operation,
@@ -420,6 +415,7 @@ class _Call:
         self.status = response.status
         headers = [JSON_TYPE, *self._response_headers(response), self._overhead_header()]
         self.watch.stop()
+        await self.finish()
         await send_bytes(self.send, response.status, data, headers)
 
     def _translate_response(self, data: bytes, wire: ApiFormat) -> bytes:
@@ -481,17 +477,18 @@ class _Call:
         if content is not None:
             self.response_content = b"".join(content).decode("utf-8", "replace")
         self.watch.stop()
+        await self.finish()
         await send({"type": "http.response.body", "body": out, "more_body": False})
 
     async def _estimate_tokens(self) -> None:
         try:
             count = estimate_input_tokens(self.request.body)
         except GatewayError as error:
-            self.status = error.status
-            await send_error(self.send, self.fmt, error)
+            await self.fail(error)
             return
         self.status = 200
         headers = [JSON_TYPE, (b"x-keystile-estimate", b"true"), *self._response_headers(None), self._overhead_header()]
+        await self.finish()
         await send_bytes(self.send, 200, orjson.dumps({"input_tokens": count}), headers)
 
     async def _give_up(self, failure: UpstreamFailure) -> None:
@@ -499,21 +496,25 @@ class _Call:
         headers = [JSON_TYPE, *self._response_headers(None), self._overhead_header()]
         if failure.error is not None:
             self.status = failure.error.status
+            await self.finish()
             await send_error(self.send, self.fmt, failure.error, headers[1:])
             return
         if failure.status:
             self.status = failure.status
             body = translate_error_body(failure.body, failure.status, upstream=failure.wire, client=self.fmt)
             passed = [(n, v) for n, v in failure.headers or () if n in _PASSED_HEADERS]
+            await self.finish()
             await send_bytes(self.send, failure.status, body, [*headers, *passed])
             return
         error = GatewayError(ErrorKind.UNAVAILABLE, f"No deployment of model {self.request.model!r} is available right now.")
         self.status = error.status
+        await self.finish()
         await send_error(self.send, self.fmt, error, headers[1:])
 
     async def fail(self, error: GatewayError) -> None:
         """A refusal raised after admission (unsupported operation, unreadable upstream answer)."""
         self.status = error.status
+        await self.finish()
         if self.response_started:
             if self.relay is not None:
                 await self.send({"type": "http.response.body", "body": self.relay.fail(error.status, error.message), "more_body": False})
@@ -526,7 +527,19 @@ class _Call:
 
     # --- accounting --------------------------------------------------------------------------
 
-    async def account(self) -> None:
+    async def finish(self) -> None:
+        """Release the grant and account, once — just before the last byte goes to the client.
+
+        Doing it before the final send means a client that fires its next request the
+        moment this one ends finds its parallel slot free and its spend already counted.
+        """
+        if self.finished:
+            return
+        self.finished = True
+        await self.gw.authorizer.release(self.grant)
+        await self._account()
+
+    async def _account(self) -> None:
         relay = self.relay
         if relay is not None:
             self.usage = relay.usage
