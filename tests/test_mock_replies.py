@@ -442,3 +442,14 @@ def test_odd_bodies_do_not_crash(generate, make_body, mangle) -> None:
 def test_plain_conversation_without_user_text_still_answers() -> None:
     message = mock_replies.anthropic_message({"model": "m", "max_tokens": 5, "messages": [{"role": "assistant", "content": "x"}]})
     assert message["content"][0]["text"] == mock_replies.GREETING
+
+
+def test_without_auto_tools_only_a_forced_tool_choice_calls_a_tool():
+    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    body = {"model": "m", "max_tokens": 50, "tools": [tool], "messages": [{"role": "user", "content": "hi"}]}
+    assert mock_replies.anthropic_message(body, auto_tools=False)["stop_reason"] == "end_turn"
+    forced = mock_replies.anthropic_message({**body, "tool_choice": {"type": "any"}}, auto_tools=False)
+    assert forced["stop_reason"] == "tool_use"
+    chat = {"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "messages": [{"role": "user", "content": "hi"}]}
+    assert mock_replies.openai_completion(chat, auto_tools=False)["choices"][0]["finish_reason"] == "stop"
+    assert mock_replies.openai_completion({**chat, "tool_choice": "required"}, auto_tools=False)["choices"][0]["finish_reason"] == "tool_calls"

@@ -78,8 +78,10 @@ class MockProvider:
         if operation is Operation.COUNT_TOKENS:
             return MockResponse(200, _JSON, [orjson.dumps(mock_replies.anthropic_count_tokens(body))])
         anthropic = operation is Operation.MESSAGES
+        # Tools are called only when tool_choice forces one: a demo client such as Claude Code
+        # sends many tools with every turn and should get an answer, not placeholder calls.
         if call.stream:
-            events = mock_replies.anthropic_stream(body) if anthropic else mock_replies.openai_stream(body)
-            return MockResponse(200, _SSE, events)
-        reply = mock_replies.anthropic_message(body) if anthropic else mock_replies.openai_completion(body)
+            stream = mock_replies.anthropic_stream if anthropic else mock_replies.openai_stream
+            return MockResponse(200, _SSE, stream(body, auto_tools=False))
+        reply = (mock_replies.anthropic_message if anthropic else mock_replies.openai_completion)(body, auto_tools=False)
         return MockResponse(200, _JSON, [orjson.dumps(reply)])

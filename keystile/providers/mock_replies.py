@@ -8,7 +8,9 @@ What the "model" does:
 
 * Plain conversation: ``"Hello from keystile mock. You said: <last user text, ~100 chars>"``.
 * Tools defined (and ``tool_choice`` is not ``none``) and the last user turn is not a tool
-  result: a call to the chosen tool (the named one, else the first) with an input built
+  result — and either ``auto_tools`` (the default; the mock upstream server) or a
+  ``tool_choice`` that forces a tool (the built-in provider, so a demo Claude Code session
+  gets text instead of placeholder tool calls): a call to the chosen tool (the named one, else the first) with an input built
   from the tool's JSON schema (required properties: string → ``"mock"`` or the first enum
   value, integer/number → 1, boolean → true, array → [], object → {}).
 * Last user turn carries tool results: ``"Tool result received: <content>"``.
@@ -76,9 +78,9 @@ class Reply:
 # Anthropic Messages
 
 
-def anthropic_message(body: dict, *, cache_mode: CacheMode = "read") -> dict:
+def anthropic_message(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bool = True) -> dict:
     """A complete Anthropic Messages response for an Anthropic request body."""
-    reply = plan_anthropic(body, cache_mode=cache_mode)
+    reply = plan_anthropic(body, cache_mode=cache_mode, auto_tools=auto_tools)
     return {
         "id": "msg_mock" + reply.key,
         "type": "message",
@@ -91,9 +93,9 @@ def anthropic_message(body: dict, *, cache_mode: CacheMode = "read") -> dict:
     }
 
 
-def anthropic_stream(body: dict, *, cache_mode: CacheMode = "read") -> list[bytes]:
+def anthropic_stream(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bool = True) -> list[bytes]:
     """The same reply as complete SSE events, in the order the real API sends them."""
-    reply = plan_anthropic(body, cache_mode=cache_mode)
+    reply = plan_anthropic(body, cache_mode=cache_mode, auto_tools=auto_tools)
     start_usage = _anthropic_usage(reply.usage)
     start_usage["output_tokens"] = 1
     events = [
@@ -164,7 +166,7 @@ def anthropic_count_tokens(body: dict) -> dict:
     return {"input_tokens": total}
 
 
-def plan_anthropic(body: dict, *, cache_mode: CacheMode = "read") -> Reply:
+def plan_anthropic(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bool = True) -> Reply:
     messages = _list(body.get("messages"))
     user_text, tool_results = _anthropic_last_user_turn(messages)
     tools = [
@@ -173,7 +175,8 @@ def plan_anthropic(body: dict, *, cache_mode: CacheMode = "read") -> Reply:
         if isinstance(tool, dict) and isinstance(tool.get("input_schema"), dict)
     ]
     choice = body.get("tool_choice")
-    wants_tools = not (isinstance(choice, dict) and choice.get("type") == "none")
+    forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
+    wants_tools = (auto_tools or forced) and not (isinstance(choice, dict) and choice.get("type") == "none")
     named = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
     tool = _pick_tool(tools, named, lambda t: t.get("name")) if wants_tools and tool_results is None else None
     schema = tool.get("input_schema") if tool is not None else None
@@ -242,9 +245,9 @@ def _anthropic_event(name: str, payload: dict) -> bytes:
 # OpenAI Chat Completions and embeddings
 
 
-def openai_completion(body: dict, *, cache_mode: CacheMode = "read") -> dict:
+def openai_completion(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bool = True) -> dict:
     """A complete ``chat.completion`` object for an OpenAI Chat Completions request body."""
-    reply = plan_openai(body, cache_mode=cache_mode)
+    reply = plan_openai(body, cache_mode=cache_mode, auto_tools=auto_tools)
     message: dict = {"role": "assistant", "content": reply.text, "refusal": None, "annotations": []}
     call = reply.tool_call
     if call is not None:
@@ -266,9 +269,9 @@ def openai_completion(body: dict, *, cache_mode: CacheMode = "read") -> dict:
     }
 
 
-def openai_stream(body: dict, *, cache_mode: CacheMode = "read") -> list[bytes]:
+def openai_stream(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bool = True) -> list[bytes]:
     """``chat.completion.chunk`` events, the usage chunk if asked for, then ``[DONE]``."""
-    reply = plan_openai(body, cache_mode=cache_mode)
+    reply = plan_openai(body, cache_mode=cache_mode, auto_tools=auto_tools)
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     base = {
@@ -375,7 +378,7 @@ def embedding_vector(seed: bytes, dimensions: int = EMBEDDING_DIMENSIONS) -> lis
     return [round(v / norm, 6) for v in values]
 
 
-def plan_openai(body: dict, *, cache_mode: CacheMode = "read") -> Reply:
+def plan_openai(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bool = True) -> Reply:
     messages = _list(body.get("messages"))
     user_text, tool_results = _openai_last_user_turn(messages)
     tools = [
@@ -387,7 +390,8 @@ def plan_openai(body: dict, *, cache_mode: CacheMode = "read") -> Reply:
     named = None
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         named = choice["function"].get("name")
-    wants_tools = choice != "none"
+    forced = choice == "required" or named is not None
+    wants_tools = (auto_tools or forced) and choice != "none"
     tool = (
         _pick_tool(tools, named, lambda t: t["function"].get("name"))
         if wants_tools and tool_results is None
