@@ -558,3 +558,19 @@ def test_coalesced_streams_are_still_one_chunk_per_event() -> None:
             assert http.get("/_mock/stats").json()["requests"] == 1
     finally:
         handle.stop()
+
+
+def test_error_after_events_sends_the_in_band_error_event(http: httpx.Client) -> None:
+    set_faults(http, [{"action": {"type": "error_after_events", "events": 1}}])
+    with http.stream("POST", "/v1/messages", json=STREAM_MESSAGE, headers=ANTHROPIC_HEADERS) as response:
+        assert response.status_code == 200
+        events = SSEParser().feed(response.read())
+    assert [e.event for e in events] == ["message_start", "error"]
+    assert orjson.loads(events[1].data)["error"]["type"] == "overloaded_error"
+
+    set_faults(http, [{"action": {"type": "error_after_events", "events": 0, "status": 500}}])
+    with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
+        events = SSEParser().feed(response.read())
+    assert [orjson.loads(e.data)["error"]["type"] for e in events] == ["server_error"]
+    not_streaming = http.post("/v1/messages", json=MESSAGE, headers=ANTHROPIC_HEADERS)  # gets the status instead
+    assert not_streaming.status_code == 500 and not_streaming.json()["error"]["type"] == "api_error"

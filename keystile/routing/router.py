@@ -1,91 +1,257 @@
 """Route: a public model name becomes a sequence of deployments to try.
 
-``Router.plan`` returns a ``RoutePlan`` the inference handler walks: ``next()`` names the
-deployment to call, ``failed()`` says whether (and after how long) to try again, and
-``succeeded()`` records the outcome. Retries stay within the model group; when they are
-used up the plan moves on to the configured fallback groups.
+``Router.plan`` returns a ``RoutePlan`` the inference handler walks, one attempt at a time::
+
+    deployment = plan.next()          # None: nothing left to try
+    ...call it...
+    plan.failed(retry_after=…)        # counts against it; returns the wait before the next try
+    plan.succeeded(latency, tokens)   # or: plan.answered(latency) … plan.done(tokens)
+    plan.release()                    # always, at the end: closes an attempt left open
+
+Retries stay within the model group (another deployment first, then the same ones again
+after an exponential backoff with jitter, or the upstream's ``retry-after`` up to
+``retry_after_cap``); when they are used up the plan moves on to the configured fallback
+groups, without waiting. The choice inside a group is ``strategies.choose``; the health it
+reads and writes is ``health.HealthTable``.
+
+Retries allowed per group: the ``x-keystile-max-retries`` header (already capped) if sent,
+else the failed deployment's ``max_retries``, else ``router.num_retries``.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+import time
+from typing import Callable
 
 from keystile.config.model import Deployment, RouterSettings, Settings
+from keystile.routing.health import CooldownListener, DeploymentHealth, HealthTable
+from keystile.routing.strategies import choose
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+"""Upstream statuses worth another attempt; they also count against the deployment's health."""
+
+# Anthropic: "prompt is too long: …", "input length and `max_tokens` exceed context limit: …";
+# OpenAI: code "context_length_exceeded", "This model's maximum context length is …".
+_CONTEXT_WINDOW_MARKERS = (
+    b"prompt is too long",
+    b"exceed context limit",
+    b"context_length_exceeded",
+    b"maximum context length",
+    b"context window",
+)
 
 
-@dataclass(slots=True)
+def is_context_window_error(status: int, body: bytes) -> bool:
+    """Anthropic's 400 ``prompt is too long`` or OpenAI's ``context_length_exceeded``."""
+    if status not in (400, 413):
+        return False
+    lowered = body[:4096].lower()
+    return any(marker in lowered for marker in _CONTEXT_WINDOW_MARKERS)
+
+
 class ModelGroup:
-    name: str
-    deployments: list[Deployment]
+    """The deployments serving one public model name, with their health in the same order."""
+
+    __slots__ = ("name", "deployments", "health", "strategy", "fallbacks", "context_window_fallbacks")
+
+    def __init__(self, name: str, strategy: str) -> None:
+        self.name = name
+        self.deployments: list[Deployment] = []
+        self.health: list[DeploymentHealth] = []
+        self.strategy = strategy
+        self.fallbacks: tuple[str, ...] = ()
+        self.context_window_fallbacks: tuple[str, ...] = ()
 
 
 class Router:
-    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rng: random.Random | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_cooldown: CooldownListener | None = None,
+    ) -> None:
         self.settings: RouterSettings = settings.router
+        self.table = HealthTable(self.settings, on_cooldown)
+        self.rng = rng or random.Random()
+        self.clock = clock
+        router = self.settings
+        strategies = dict(router.strategies)
         self.groups: dict[str, ModelGroup] = {}
         for deployment in settings.deployments:
-            self.groups.setdefault(deployment.model_name, ModelGroup(deployment.model_name, [])).deployments.append(deployment)
-        self.rng = rng or random.Random()
+            name = deployment.model_name
+            group = self.groups.get(name)
+            if group is None:
+                group = self.groups[name] = ModelGroup(name, strategies.get(name, router.strategy))
+                group.fallbacks = router.fallbacks_for(name)
+                group.context_window_fallbacks = router.fallbacks_for(name, context_window=True)
+            group.deployments.append(deployment)
+            group.health.append(self.table.of(deployment))
+            if on_cooldown is not None:
+                on_cooldown(deployment.id, False)  # every deployment has its gauge from the start
 
     def group(self, name: str) -> ModelGroup | None:
         return self.groups.get(name)
 
     def plan(self, model_name: str, *, max_retries: int | None = None) -> "RoutePlan":
-        return RoutePlan(self, model_name, self.settings.num_retries if max_retries is None else max_retries)
+        """``max_retries``: the request's own (capped) retry count, overriding the configured ones."""
+        return RoutePlan(self, model_name, max_retries)
 
-    def choose(self, group: ModelGroup, exclude: set[str]) -> Deployment | None:
-        candidates = [d for d in group.deployments if d.id not in exclude] or group.deployments
-        if len(candidates) == 1:
-            return candidates[0]
-        weights = [max(d.weight, 0.0) for d in candidates]
-        if not any(weights):
-            return self.rng.choice(candidates)
-        return self.rng.choices(candidates, weights)[0]
+    def health(self, wall_now: float) -> list[dict]:
+        """Every deployment's state for ``GET /health``: no upstream calls, just what was seen."""
+        now = self.clock()
+        out = []
+        for group in self.groups.values():
+            for deployment, health in zip(group.deployments, group.health):
+                out.append(
+                    {
+                        "id": deployment.id,
+                        "model_group": group.name,
+                        "provider": deployment.provider,
+                        "model": deployment.model,
+                        "region": deployment.region,
+                        "strategy": group.strategy,
+                        **self.table.report(health, now, wall_now),
+                    }
+                )
+        return out
 
 
-@dataclass(slots=True)
 class RoutePlan:
-    router: Router
-    requested: str
-    max_retries: int
-    group_name: str = ""
-    attempts: int = 0
-    _groups: list[str] = field(default_factory=list)
-    _group_attempts: int = 0
-    _tried: set[str] = field(default_factory=set)
+    """One request's walk through its model group, then the fallback groups."""
 
-    def __post_init__(self) -> None:
-        self._groups = [self.requested, *self.router.settings.fallbacks_for(self.requested)]
-        self.group_name = self.requested
+    __slots__ = (
+        "router",
+        "requested",
+        "max_retries",
+        "group_name",
+        "attempts",
+        "_groups",
+        "_next_group",
+        "_group",
+        "_group_attempts",
+        "_tried",
+        "_current",
+        "_probe",
+    )
+
+    def __init__(self, router: Router, requested: str, max_retries: int | None) -> None:
+        self.router = router
+        self.requested = requested
+        self.max_retries = max_retries
+        self.group_name = requested
+        self.attempts = 0
+        group = router.groups.get(requested)
+        self._groups: tuple[str, ...] = group.fallbacks if group is not None else ()
+        self._next_group = 0
+        self._group = group
+        self._group_attempts = 0
+        self._tried = 0
+        self._current: DeploymentHealth | None = None
+        self._probe = False
+
+    @property
+    def fallback(self) -> bool:
+        """The current group is not the one the client asked for."""
+        return self.group_name != self.requested
 
     def next(self) -> Deployment | None:
-        while self._groups:
-            group = self.router.group(self._groups[0])
-            if group is not None and self._group_attempts <= self.max_retries:
-                deployment = self.router.choose(group, self._tried)
-                if deployment is not None:
-                    self.group_name = group.name
-                    self._group_attempts += 1
-                    self.attempts += 1
-                    self._tried.add(deployment.id)
-                    return deployment
-            self._groups.pop(0)
-            self._group_attempts = 0
-            self._tried = set()
-        return None
+        """The deployment for the next attempt (the previous one must have been closed)."""
+        group = self._group
+        if group is None:
+            group = self._advance()
+            if group is None:
+                return None
+        router = self.router
+        now = router.clock()
+        deployments = group.deployments
+        index = choose(group.strategy, deployments, group.health, self._tried, now, router.rng.random() if len(deployments) > 1 else 0.0)
+        health = group.health[index]
+        self._tried |= 1 << index
+        self._group_attempts += 1
+        self.attempts += 1
+        self._current = health
+        self._probe = router.table.started(health, now)
+        return deployments[index]
 
-    def failed(self, deployment: Deployment, *, retry_after: float | None = None) -> float:
-        """Delay before the next attempt (``next()`` says whether there is one)."""
-        if self._group_attempts > self.max_retries:
-            return 0.0  # moving to a fallback group: no reason to wait
-        base = self.router.settings.retry_backoff * (2 ** max(self._group_attempts - 1, 0))
-        delay = base * (0.5 + self.router.rng.random())
+    def answered(self, latency: float | None) -> None:
+        """The current deployment has started a good answer (``latency``: seconds until it did)."""
+        if self._current is not None:
+            self.router.table.succeeded(self._current, latency, self.router.clock())
+
+    def done(self, tokens: int = 0) -> None:
+        """Close the current attempt (idempotent); ``tokens`` count toward the deployment's tpm."""
+        health = self._current
+        if health is not None:
+            self._current = None
+            self.router.table.released(health, self._probe, tokens)
+
+    def succeeded(self, latency: float | None, tokens: int = 0) -> None:
+        self.answered(latency)
+        self.done(tokens)
+
+    def release(self) -> None:
+        """End of the request: an attempt still open ends without a verdict (client gone, error)."""
+        self.done()
+
+    def failed(self, *, retry_after: float | None = None) -> float:
+        """The current attempt failed in a way that counts against the deployment.
+
+        Closes the attempt and returns how long to wait before ``next()``: nothing when
+        another deployment of the group (or a fallback group) is next; otherwise the
+        exponential backoff with jitter, at least the upstream's ``retry-after`` (capped).
+        """
+        health = self._current
+        if health is None:
+            return 0.0
+        router = self.router
+        settings = router.settings
+        now = router.clock()
+        router.table.failed(health, now)
+        self.done()
+        group = self._group
+        if group is None:
+            return 0.0
+        limit = self.max_retries
+        if limit is None:
+            limit = group.deployments[group.health.index(health)].max_retries
+            if limit is None:
+                limit = settings.num_retries
+        if self._group_attempts > limit:
+            self._group = None  # retries used up: on to the fallbacks, without waiting
+            return 0.0
+        for i, other in enumerate(group.health):
+            if not (self._tried >> i) & 1 and other.available(now):
+                return 0.0  # a fresh deployment is next; the wait was about the one that failed
+        delay = settings.retry_backoff * (2 ** (self._group_attempts - 1)) * (0.5 + router.rng.random())
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.router.settings.retry_after_cap))
+            delay = max(delay, min(retry_after, settings.retry_after_cap))
         return delay
 
-    def succeeded(self, deployment: Deployment, latency: float) -> None:
+    def context_window_exceeded(self) -> bool:
+        """The prompt is too long for the current group: switch to its context-window fallbacks."""
+        group = self._group
+        targets = group.context_window_fallbacks if group is not None else ()
+        if not targets:
+            return False
+        self.done()
+        self._groups = targets
+        self._next_group = 0
+        self._group = None
+        return True
+
+    def _advance(self) -> ModelGroup | None:
+        groups = self.router.groups
+        while self._next_group < len(self._groups):
+            name = self._groups[self._next_group]
+            self._next_group += 1
+            group = groups.get(name)
+            if group is not None and group.deployments:
+                self._group = group
+                self.group_name = name
+                self._group_attempts = 0
+                self._tried = 0
+                return group
         return None

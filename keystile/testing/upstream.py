@@ -32,7 +32,9 @@ A fault rule: ``{"match": {"path", "model", "header": [name, value?], "stream", 
 "times": N, "action": {"type": ...}}``; every match field is optional and they are AND-ed;
 the first rule that matches and has ``times`` left applies (``times`` absent: unlimited).
 Actions: ``status`` (status, body, headers), ``hang``, ``delay`` (seconds), ``close``,
-``reset_after_events`` (events), ``malformed_after_events`` (events), ``event_delay`` (seconds).
+``reset_after_events`` (events), ``malformed_after_events`` (events), ``event_delay`` (seconds),
+``error_after_events`` (events, status — default 529: that many events, then the format's
+in-band error event and a clean end; a request that does not stream gets the status instead).
 A request header ``x-mock-cache: read|write|none`` picks how ``cache_control`` prompt
 prefixes are reported in usage (default ``read``).
 """
@@ -157,6 +159,7 @@ _ACTIONS = {
     "reset_after_events": {"events"},
     "malformed_after_events": {"events"},
     "event_delay": {"seconds"},
+    "error_after_events": {"events", "status"},
 }
 
 
@@ -221,7 +224,7 @@ def parse_fault_rules(data: object) -> list[FaultRule]:
             raise ValueError(f"rule {i}: status action needs an integer status")
         if kind in ("delay", "event_delay") and not isinstance(action.get("seconds"), (int, float)):
             raise ValueError(f"rule {i}: {kind} needs seconds")
-        if kind in ("reset_after_events", "malformed_after_events") and not isinstance(action.get("events"), int):
+        if kind in ("reset_after_events", "malformed_after_events", "error_after_events") and not isinstance(action.get("events"), int):
             raise ValueError(f"rule {i}: {kind} needs an integer events")
         if "headers" in action and not isinstance(action["headers"], dict):
             raise ValueError(f"rule {i}: headers must be an object")
@@ -487,7 +490,9 @@ class MockUpstream:
         if fault is not None and fault.kind == "close":
             conn.close()
             return None
-        if fault is not None and fault.kind == "status":
+        if fault is not None and fault.kind == "error_after_events" and not _asks_to_stream(request):
+            answer = self._status_fault({"status": fault.action.get("status", 529)}, fmt, request_id.decode())
+        elif fault is not None and fault.kind == "status":
             answer = self._status_fault(fault.action, fmt, request_id.decode())
         else:
             answer = self._answer(request, route, fmt, azure_model, request_id.decode())
@@ -764,14 +769,14 @@ class _Connection(asyncio.Protocol):
             return
         if kind == "delay":
             await asyncio.sleep(action["seconds"])
-        if kind not in ("reset_after_events", "malformed_after_events", "event_delay"):
+        if kind not in ("reset_after_events", "malformed_after_events", "error_after_events", "event_delay"):
             self.send(answer, keep_alive)
             return
         write = self.transport.write
         events = answer.events
         if events is None:
             # Not a stream: a truncated body stands in for the broken stream.
-            if kind == "event_delay":
+            if kind in ("event_delay", "error_after_events"):  # error_after_events: already the status answer
                 self.send(answer, keep_alive)
             elif kind == "reset_after_events":
                 write(_head(answer, len(answer.body), keep_alive) + answer.body[: len(answer.body) // 2])
@@ -799,6 +804,8 @@ class _Connection(asyncio.Protocol):
             # Half an event whose data is not JSON, then a clean end of the stream.
             name = b"event: content_block_delta\n" if events[0].startswith(b"event:") else b""
             write(_chunk(name + b'data: {"type": "content_block_delta", "index": 0, "delta": {\n\n'))
+        if kind == "error_after_events":
+            write(_chunk(_error_event(action.get("status", 529), anthropic=events[0].startswith(b"event:"))))
         write(b"0\r\n\r\n")
         self._finish(keep_alive)
 
@@ -851,6 +858,19 @@ def _head(answer: Answer, length: int | None, keep_alive: bool) -> bytes:
         parts.append(b"connection: close\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def _asks_to_stream(request: Request) -> bool:
+    body = request.json()
+    return isinstance(body, dict) and bool(body.get("stream"))
+
+
+def _error_event(status: int, *, anthropic: bool) -> bytes:
+    """The in-band error event a provider sends when a stream fails after its 200 (e.g. overloaded)."""
+    message = _DEFAULT_MESSAGES.get(status) or _reason(status).decode()
+    if anthropic:
+        return b"event: error\ndata: " + orjson.dumps(error_body(_ANTHROPIC, kind_for_status(status), message)) + b"\n\n"
+    return b"data: " + orjson.dumps(error_body(_OPENAI, kind_for_status(status), message)) + b"\n\n"
 
 
 def _chunk(data: bytes) -> bytes:
