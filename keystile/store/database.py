@@ -12,7 +12,8 @@ import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, AsyncIterator, Protocol, Sequence
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -43,6 +44,10 @@ class Database(Protocol):
 
     async def run_script(self, script: str) -> None:
         """Run several ``;``-separated DDL statements in one transaction (migrations)."""
+        ...
+
+    def migration_lock(self) -> AbstractAsyncContextManager[None]:
+        """Held while migrating, so instances starting together do not race (PostgreSQL: advisory lock)."""
         ...
 
     async def close(self) -> None: ...
@@ -134,6 +139,10 @@ class SQLiteDatabase:
 
     async def run_script(self, script: str) -> None:
         await self._run(self._script, script)
+
+    @asynccontextmanager
+    async def migration_lock(self) -> AsyncIterator[None]:
+        yield  # one file, one process migrating it: `serve` migrates before its workers start
 
     async def close(self) -> None:
         def _close() -> None:

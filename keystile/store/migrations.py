@@ -43,7 +43,16 @@ async def current_version(db: Database) -> int:
 
 
 async def migrate(db: Database) -> list[int]:
-    """Apply pending migrations; returns the versions applied. Raises ``SchemaTooNew``."""
+    """Apply pending migrations; returns the versions applied. Raises ``SchemaTooNew``.
+
+    Runs under the database's migration lock: of several instances starting at once, one
+    applies the migrations and the others, once it is done, find the schema current.
+    """
+    async with db.migration_lock():
+        return await _migrate(db)
+
+
+async def _migrate(db: Database) -> list[int]:
     version = await current_version(db)
     latest = latest_version()
     if version > latest:

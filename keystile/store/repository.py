@@ -377,8 +377,9 @@ class Store:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         extra = ", MAX(key_alias)" if by == "key" else ""
         rows = await self.db.fetchall(
-            f"SELECT {column}, COUNT(*), SUM(input_tokens + cache_read_tokens + cache_write_tokens), "
-            f"SUM(output_tokens), SUM(cost){extra} FROM spend_logs{where} GROUP BY {column} ORDER BY SUM(cost) DESC",
+            # CAST: PostgreSQL sums BIGINT into NUMERIC (a Decimal in Python); SQLite is unaffected.
+            f"SELECT {column}, COUNT(*), CAST(SUM(input_tokens + cache_read_tokens + cache_write_tokens) AS BIGINT), "
+            f"CAST(SUM(output_tokens) AS BIGINT), SUM(cost){extra} FROM spend_logs{where} GROUP BY {column} ORDER BY SUM(cost) DESC",
             params,
         )
         return [tuple(row) for row in rows]
