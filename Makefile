@@ -25,11 +25,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: install
 	$(BIN)/keystile serve --port $(PORT) $(if $(CONFIG),--config $(CONFIG),)
 
+# PostgreSQL and Redis for the multi-instance tests: tests/services.sh installs (Debian packages)
+# and starts private instances under .services/, and exports their URLs to pytest.
+# KEYSTILE_SKIP_SERVICES=1 skips those tests on a local run (never in CI).
 test: install-test
-	$(BIN)/python -m pytest -q tests
+	bash tests/services.sh run $(BIN)/python -m pytest -q tests
 
+# make bench [BENCH_ARGS="--quick" | "--profile" | "--smoke"]; see bench/README.md
 bench: install-test
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,6 +6,10 @@ SHA-256 of the full key string through ``KeyCache`` — positive and negative en
 TTL, single-flight on a miss — so a request costs a database round-trip only the first
 time a key is seen. Changes made through keystile invalidate at once; changes made by other
 processes arrive through the store's revision counter (or Redis pub/sub) within a second.
+
+While the database is unreachable a cached key whose entry has expired is still served, up
+to ``grace`` seconds past its expiry (``store_outage_grace``); a key that is not cached is
+refused with 503, since keystile cannot tell whether it is valid.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Callable
 
 from keystile.credentials import QUERY_KEY_SOURCE, Candidate, Credentials, UpstreamCredentialKind, mask
 from keystile.errors import ErrorKind, GatewayError
+from keystile.store.database import DatabaseUnavailable
+from keystile.store.health import StoreHealth
 from keystile.store.records import KeyRecord, TeamRecord, UserRecord
 from keystile.store.repository import Store
 
@@ -66,16 +72,28 @@ class CachedKey:
 class KeyCache:
     """hash → key with its user and team, or a remembered miss; bounded and TTL'd."""
 
-    def __init__(self, store: Store, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        grace: float = 0.0,
+        health: StoreHealth | None = None,
+    ) -> None:
         self.store = store
         self.ttl = ttl
         self.clock = clock
+        self.grace = grace
+        self.health = health
         self._entries: dict[str, CachedKey] = {}
         self._negatives = 0
         self._inflight: dict[str, asyncio.Future[CachedKey]] = {}
+        self._generation = 0
         self.lookups = 0
 
     def invalidate(self, token_hash: str | None = None) -> None:
+        self._generation += 1  # a lookup already under way must not cache what it read before the change
         if token_hash is None:
             self._entries.clear()
             self._negatives = 0
@@ -92,7 +110,7 @@ class KeyCache:
         future: asyncio.Future[CachedKey] = asyncio.get_running_loop().create_future()
         self._inflight[token_hash] = future
         try:
-            entry = await self._load(token_hash)
+            entry = await self._fetch(token_hash, entry)
             future.set_result(entry)
             return entry
         except BaseException as exc:
@@ -102,8 +120,28 @@ class KeyCache:
         finally:
             del self._inflight[token_hash]
 
+    async def _fetch(self, token_hash: str, stale: CachedKey | None) -> CachedKey:
+        """Load from the store; while it is unreachable, the expired entry within the grace period, else 503."""
+        health = self.health
+        if health is None or not health.backing_off():
+            try:
+                entry = await self._load(token_hash)
+            except DatabaseUnavailable as exc:
+                if health is not None:
+                    health.failed(exc)
+            else:
+                if health is not None:
+                    health.ok()
+                return entry
+        if stale is not None and stale.key is not None and self.clock() < stale.expires + self.grace:
+            return stale
+        raise GatewayError(
+            ErrorKind.UNAVAILABLE, "keystile cannot reach its database to check this key right now; retry shortly."
+        )
+
     async def _load(self, token_hash: str) -> CachedKey:
         self.lookups += 1
+        generation = self._generation
         key = await self.store.get_key(token_hash)
         now = self.clock()
         if key is None:
@@ -116,7 +154,8 @@ class KeyCache:
             user = await self.store.get_user(key.user_id) if key.user_id else None
             team = await self.store.get_team(key.team_id) if key.team_id else None
             entry = CachedKey(key, user, team, now + self.ttl)
-        self._entries[token_hash] = entry
+        if generation == self._generation:
+            self._entries[token_hash] = entry
         return entry
 
     def cached(self) -> list[CachedKey]:
@@ -135,15 +174,24 @@ class Authenticator:
     async def authenticate(self, credentials: Credentials) -> Identity:
         """The first candidate, in precedence order, that is the master key or a usable virtual key."""
         refusals: list[str] = []
+        unavailable: GatewayError | None = None
         for candidate in credentials.candidates:
             token_hash = hash_key(candidate.value)
             if self.is_master(token_hash):
                 return Identity(token_hash, candidate.source, is_master=True)
-            entry = await self.cache.get(token_hash)
+            try:
+                entry = await self.cache.get(token_hash)
+            except GatewayError as error:  # the store is down and this key is not cached: try the next one
+                if error.kind is not ErrorKind.UNAVAILABLE:
+                    raise
+                unavailable = error
+                continue
             reason = self._refusal(entry)
             if reason is None:
                 return Identity(token_hash, candidate.source, key=entry.key, user=entry.user, team=entry.team)
             refusals.append(f"{_describe(candidate)} {reason}")
+        if unavailable is not None:
+            raise unavailable
         raise GatewayError(ErrorKind.AUTHENTICATION, self._message(credentials, refusals))
 
     def _refusal(self, entry: CachedKey) -> str | None:

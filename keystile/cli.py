@@ -50,7 +50,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         sys.stderr.write(f"keystile: warning: {warning}\n")
 
-    generated = asyncio.run(_prepare_store(settings))
+    from keystile.store.database import DatabaseUnavailable
+    from keystile.store.migrations import SchemaTooNew
+
+    try:
+        generated = asyncio.run(_prepare_store(settings))
+    except SchemaTooNew as exc:
+        sys.stderr.write(f"keystile: {exc}\n")
+        return 1
+    except DatabaseUnavailable as exc:
+        sys.stderr.write(f"keystile: cannot reach the database at {_safe_url(settings.database_url)}: {exc}\n")
+        return 1
     _print_banner(settings, generated)
 
     os.environ["KEYSTILE_CONFIG"] = os.path.abspath(args.config) if args.config else ""
@@ -106,6 +116,7 @@ def _print_banner(settings: Settings, generated: str | None) -> None:
         f"  keystile {__version__} — {url}",
         f"  config:      {settings.source or DEFAULT_CONFIG_NAME} ({len(settings.model_names)} models: {', '.join(settings.model_names[:6])})",
         f"  database:    {_safe_url(settings.database_url)}",
+        *([f"  redis:       {_safe_url(settings.redis_url)} (shared rate limits, budgets, key invalidation)"] if settings.redis_url else []),
         f"  master key:  {source}",
     ]
     if generated:

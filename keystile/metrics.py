@@ -48,6 +48,9 @@ class Metrics:
         self.deployment_cooldown = Gauge(
             "keystile_deployment_cooling_down", "1 while a deployment is in cooldown", ["deployment"], registry=r, multiprocess_mode="max"
         )
+        self.key_cache_invalidations = Counter(
+            "keystile_key_cache_invalidations", "Key-cache drops caused by changes made elsewhere, by how they arrived", ["source"], registry=r
+        )
         self._request_children: dict[tuple[str, int], Counter] = {}
         self._token_children: dict[str, tuple[Counter, Counter, Counter, Counter, Counter]] = {}
 
@@ -88,6 +91,14 @@ class Metrics:
 
     def set_degraded(self, service: str, degraded: bool) -> None:
         self.degraded.labels(service).set(1 if degraded else 0)
+
+    def key_cache_invalidated(self, source: str) -> None:
+        """``redis``: another instance's broadcast; ``poll``: the store's revision counter moved."""
+        self.key_cache_invalidations.labels(source).inc()
+
+    def set_cooling_down(self, deployment: str, cooling: bool) -> None:
+        """1 from the moment a deployment is taken out until a probe finds it healthy again."""
+        self.deployment_cooldown.labels(deployment).set(1 if cooling else 0)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -9,6 +9,7 @@ was seen.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import orjson
 
@@ -18,7 +19,9 @@ from keystile.apiformat import ApiFormat
 __all__ = [
     "AnthropicStreamMeter",
     "OpenAIStreamMeter",
+    "is_content_chunk",
     "is_usage_only_chunk",
+    "usage_of_cut_stream",
     "usage_from_response",
 ]
 
@@ -198,6 +201,33 @@ def is_usage_only_chunk(data: bytes) -> bool:
         return False
     obj = _loads(data)
     return obj is not None and obj.get("choices") == [] and isinstance(obj.get("usage"), dict)
+
+
+_CONTENT_SET = re.compile(rb'"(?:content|arguments|reasoning_content|refusal)"\s*:\s*"(?!")')
+
+
+def is_content_chunk(data: bytes) -> bool:
+    """Does this OpenAI chunk carry output — text, reasoning or tool-call arguments, non-empty?
+
+    Quotes inside JSON strings are escaped, so only a real key can match. The first chunk
+    (``"content": ""`` with the role) and the finish and usage chunks do not count.
+    """
+    return _CONTENT_SET.search(data) is not None
+
+
+def usage_of_cut_stream(seen: Usage, content_events: int, estimate_input: Callable[[], int]) -> Usage:
+    """What to charge for a stream that ended early (client gone, upstream failed mid-way).
+
+    The upstream's own counts where it reported them, filled in where it had not yet:
+    Anthropic reports input and cache counts in ``message_start`` but the output only at the
+    end; OpenAI reports everything only at the end. Output is at least one token per content
+    event already relayed (each carries one or more); input, when nothing was reported, is
+    estimated from the request body. Both are lower bounds of what the provider bills.
+    """
+    usage = Usage(seen.input_tokens, max(seen.output_tokens, content_events), seen.cache_read_tokens, seen.cache_write_tokens)
+    if usage.prompt_tokens == 0:
+        usage.input_tokens = estimate_input()
+    return usage
 
 
 def usage_from_response(body: bytes, fmt: ApiFormat) -> Usage:

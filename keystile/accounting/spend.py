@@ -23,6 +23,8 @@ from keystile.config.model import Deployment, SpendSettings
 from keystile.limits.authorize import Authorizer, Grant
 from keystile.limits.budgets import Entity, Ledger
 from keystile.metrics import Metrics
+from keystile.store.database import DatabaseUnavailable
+from keystile.store.health import StoreHealth
 from keystile.store.repository import SpendBatch, Store
 from keystile.store.records import SpendLogRow
 
@@ -73,7 +75,7 @@ class Accountant:
         try:
             return self._prices[deployment.id]
         except KeyError:
-            price = price_for(deployment.model, self.table, override=deployment.prices)
+            price = price_for(deployment.base_model or deployment.model, self.table, override=deployment.prices)
             if price is None:
                 price = price_for(deployment.model_name, self.table)
             if price is None and deployment.id not in self._unpriced:
@@ -125,8 +127,11 @@ class SpendWriter:
         metrics: Metrics,
         *,
         shared: bool,
+        health: StoreHealth | None = None,
     ) -> None:
         self.store = store
+        self.health = health
+        """Told about each write's success or failure (readiness, ``keystile_degraded{service="database"}``)."""
         self.ledger = ledger
         self.settings = settings
         self.metrics = metrics
@@ -139,8 +144,12 @@ class SpendWriter:
         self.failures = 0
 
     def add_row(self, row: SpendLogRow) -> None:
+        self.rows.append(row)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Bound the buffer (the store may be down for long): the oldest rows go first, counted."""
         rows = self.rows
-        rows.append(row)
         if len(rows) > MAX_BUFFERED_ROWS:
             dropped = len(rows) - MAX_BUFFERED_ROWS
             del rows[:dropped]
@@ -171,12 +180,17 @@ class SpendWriter:
             except Exception as exc:  # the database is down or busy: keep everything for the next try
                 self.ledger.restore(increments, resets)
                 self.rows[:0] = rows
+                self._trim()
                 self.failures += 1
+                if self.health is not None and isinstance(exc, DatabaseUnavailable):
+                    self.health.failed(exc)
                 self.metrics.spend_flush_failed(len(self.rows))
                 log.warning("spend write failed (%s); %d rows kept in memory for retry", exc, len(self.rows))
                 return False
             self.ledger.settle(totals)
             self.metrics.spend_pending(len(self.rows))
+            if self.health is not None:
+                self.health.ok()
             return True
 
     async def _maybe_prune(self) -> None:

@@ -25,7 +25,7 @@ DEPLOYMENT_FIELDS = frozenset(
         "connect_timeout", "timeout", "stream_timeout", "stream_idle_timeout", "max_retries", "tags",
         "region", "region_name", "headers", "extra_headers", "input_cost_per_token",
         "output_cost_per_token", "cache_creation_input_token_cost", "cache_read_input_token_cost",
-        "format", "id",
+        "format", "id", "base_model",
     }
 )
 
@@ -96,6 +96,7 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
         region=f.string("region") or f.string("region_name"),
         headers=headers,
         prices=prices,
+        base_model=f.string("base_model"),
         wire_format=wire_format,
         source_line=source.line(f.path),
     )

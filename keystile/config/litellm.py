@@ -2,7 +2,7 @@
 
 Understood: ``model_list[].model_name`` / ``litellm_params`` (``model: provider/model``,
 ``api_base``, ``api_key``, ``api_version``, ``rpm``, ``tpm``, ``timeout``, ``stream_timeout``,
-``max_retries``, ``weight``, ``*_cost_per_token``…) / ``model_info.id``;
+``max_retries``, ``weight``, ``*_cost_per_token``…) / ``model_info.id`` and ``base_model``;
 ``general_settings.master_key`` and ``database_url``; ``router_settings`` and
 ``litellm_settings`` for retries, timeouts, fallbacks and cooldowns. A deployment on a
 provider keystile does not serve (bedrock, vertex_ai, …) is skipped with a warning.
@@ -76,6 +76,8 @@ def read_litellm(source: Source) -> Settings:
         counts[name] = index + 1
         if info.has("id") and not params.has("id"):
             params.data["id"] = info.data["id"]
+        if info.has("base_model") and not params.has("base_model"):
+            params.data["base_model"] = info.data["base_model"]
         deployments.append(read_deployment(params, model_name=name, provider=provider, model=model, index=index))
         params.warn_unknown(DEPLOYMENT_FIELDS | {"model"} | _IGNORED_LITELLM_PARAMS)
 

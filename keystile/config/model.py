@@ -50,6 +50,9 @@ class Deployment:
     headers: tuple[tuple[str, str], ...] = ()
     """Extra headers sent upstream with every request to this deployment."""
     prices: PriceOverride | None = None
+    base_model: str | None = None
+    """The model whose price applies when ``model`` is a free-form name (an Azure deployment
+    name, a fine-tune): LiteLLM's ``model_info.base_model``, e.g. ``gpt-4o``."""
     wire_format: str | None = None
     """Only for ``mock``: answer in ``anthropic`` or ``openai`` format; None = the client's."""
     source_line: int | None = None
@@ -70,6 +73,8 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class RouterSettings:
     strategy: str = "weighted"
+    strategies: tuple[tuple[str, str], ...] = ()
+    """Per model group overrides of ``strategy``: (model name, strategy)."""
     num_retries: int = 2
     """Retries per request before fallbacks are tried (a deployment may override)."""
     retry_backoff: float = 0.25
@@ -121,6 +126,8 @@ class Settings:
     """``max_tokens`` sent to Anthropic when an OpenAI client omits it."""
     key_cache_ttl: float = 60.0
     """Seconds a looked-up key stays cached; changes made through keystile invalidate at once."""
+    store_outage_grace: float = 300.0
+    """While the database is unreachable, a cached key is still served this long past its cache expiry."""
     log_level: str = "info"
     source: str | None = None
     """Where this configuration was read from (a path, or ``<built-in default>``)."""

@@ -17,7 +17,7 @@ from keystile.config.presets import OPENAI_COMPATIBLE
 from keystile.config.source import Fields, Source
 
 TOP_LEVEL = ("master_key", "database_url", "redis_url", "server", "models", "router", "spend",
-             "default_max_tokens", "key_cache_ttl", "log_level")
+             "default_max_tokens", "key_cache_ttl", "store_outage_grace", "log_level")
 
 
 def read_native(source: Source) -> Settings:
@@ -33,6 +33,7 @@ def read_native(source: Source) -> Settings:
         spend=read_spend(top.sub("spend")),
         default_max_tokens=top.integer("default_max_tokens", 4096, minimum=1) or 4096,
         key_cache_ttl=top.duration("key_cache_ttl", 60.0) or 60.0,
+        store_outage_grace=_num(top.duration("store_outage_grace", 300.0), 300.0),
         log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
     )
     top.warn_unknown(TOP_LEVEL)
@@ -109,10 +110,21 @@ def read_fallbacks(f: Fields, key: str, model_names: set[str]) -> tuple[tuple[st
     return tuple(out)
 
 
+def read_strategies(f: Fields, model_names: set[str]) -> tuple[tuple[str, str], ...]:
+    """``{model name: strategy}``: a routing strategy for one model group, overriding ``strategy``."""
+    out = []
+    for name in f.data:
+        if name not in model_names:
+            f.source.problem(f.path + (name,), f"unknown model {name!r} (not a model name in this config)")
+        out.append((name, f.choice(name, ROUTING_STRATEGIES, RouterSettings().strategy)))
+    return tuple(out)
+
+
 def read_router(f: Fields, model_names: set[str]) -> RouterSettings:
     d = RouterSettings()
     router = RouterSettings(
         strategy=f.choice("strategy", ROUTING_STRATEGIES, d.strategy),
+        strategies=read_strategies(f.sub("strategies"), model_names),
         num_retries=_int(f.integer("num_retries", f.integer("retries", d.num_retries)), d.num_retries),
         retry_backoff=_num(f.duration("retry_backoff", d.retry_backoff), d.retry_backoff),
         retry_after_cap=_num(f.duration("retry_after_cap", d.retry_after_cap), d.retry_after_cap),

@@ -3,6 +3,8 @@
 Everything is answered from memory (the identity's cached records, the ``Ledger``, the
 ``Counters``); a refusal is a ``GatewayError`` whose message names the limit that was hit.
 A ``Grant`` carries what must be handed back or charged when the request ends.
+Budget periods and rate-limit windows both run on the ``now`` the caller passes (the
+gateway's injectable clock), so a test can move either forward without sleeping.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from keystile.auth import Identity
 from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.budgets import Entity, Ledger
 from keystile.limits.ratelimit import Counters, Quota, RateCheck
+
+if TYPE_CHECKING:
+    from keystile.limits.redis_budgets import RedisBudgets, Reservation, SharedRefusal
 
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
 
@@ -30,6 +35,8 @@ class Grant:
     quota: Quota | None = None
     warnings: list[str] = field(default_factory=list)
     released: bool = False
+    reservation: Reservation | None = None
+    """Room held in the shared (Redis) budgets until the request's cost is known."""
 
 
 def entities_of(identity: Identity) -> tuple[Entity, ...]:
@@ -48,9 +55,11 @@ def model_allowed(allowed: Sequence[str], model: str) -> bool:
 
 
 class Authorizer:
-    def __init__(self, ledger: Ledger, counters: Counters) -> None:
+    def __init__(self, ledger: Ledger, counters: Counters, shared_budgets: RedisBudgets | None = None) -> None:
         self.ledger = ledger
         self.counters = counters
+        self.shared_budgets = shared_budgets
+        """Set when instances share Redis: budgets are then also checked, and reserved, there."""
 
     def check_model(self, identity: Identity, model: str) -> None:
         for owner, allowed in _model_lists(identity):
@@ -84,9 +93,13 @@ class Authorizer:
             for w in warnings
             for kind in (w.entity[0],)
         ]
+        if self.shared_budgets is not None:
+            grant.reservation = await self._reserve(entities, now)
         if checks:
-            admission = await self.counters.admit(checks, time.time())
+            admission = await self.counters.admit(checks, now)
             if admission.refusal is not None:
+                if grant.reservation is not None:
+                    await self.shared_budgets.settle(grant.reservation, 0.0)  # type: ignore[union-attr]
                 retry = max(1, math.ceil(admission.refusal.retry_after))
                 raise GatewayError(
                     ErrorKind.RATE_LIMITED,
@@ -103,12 +116,34 @@ class Authorizer:
             if grant.slots:
                 await self.counters.release(grant.slots)
 
+    async def _reserve(self, entities: tuple[Entity, ...], now: float) -> Reservation | None:
+        outcome: Reservation | SharedRefusal | None = await self.shared_budgets.reserve(self.ledger, entities, now)  # type: ignore[union-attr]
+        if outcome is None or not outcome.refused:
+            return outcome  # type: ignore[return-value]
+        kind, ident = outcome.entity
+        who = "key" if kind == "key" else f"{kind} {ident!r}"
+        if outcome.held:
+            raise GatewayError(
+                ErrorKind.RATE_LIMITED,
+                f"Budget fully reserved: the {who} has spent ${outcome.spend:.4f} of its ${outcome.limit:.4f} budget "
+                f"and requests still running hold the rest; retry after 1s.",
+                headers=[("retry-after", "1")],
+            )
+        raise GatewayError(
+            ErrorKind.BUDGET_EXCEEDED,
+            f"Budget exceeded: the {who} has spent ${outcome.spend:.4f} of its ${outcome.limit:.4f} budget"
+            + _reset_note(self.ledger, outcome.entity, now),
+        )
+
     async def charge(self, grant: Grant, cost: float, tokens: int, now: float) -> None:
         """Record what the request used: spend against budgets, tokens against tpm windows."""
         if grant.entities:
             self.ledger.add(grant.entities, cost, now)
+        if grant.reservation is not None:
+            reservation, grant.reservation = grant.reservation, None
+            await self.shared_budgets.settle(reservation, cost)  # type: ignore[union-attr]
         if grant.token_scopes and tokens:
-            await self.counters.add_tokens(grant.token_scopes, tokens, time.time())
+            await self.counters.add_tokens(grant.token_scopes, tokens, now)
 
 
 def _model_lists(identity: Identity) -> list[tuple[str, list[str]]]:

@@ -93,8 +93,42 @@ class Ledger:
             if reset_at is not None:
                 state.reset_at = reset_at
 
+    def set_period(self, entity: Entity, period: float | None, reset_at: float | None) -> None:
+        """An admin changed ``budget_duration``: the new period starts now; spend, pending included, stays."""
+        state = self.states.get(entity)
+        if state is not None:
+            state.period, state.reset_at, state.closing = period, reset_at, None
+
+    def rename(self, old: Entity, new: Entity) -> None:
+        """A key was regenerated (new hash, same record): its budget state, pending spend included, moves along."""
+        state = self.states.pop(old, None)
+        if state is not None:
+            self.states[new] = state
+
     def forget(self, entity: Entity) -> None:
         self.states.pop(entity, None)
+
+    def standing(self, entity: Entity, record: object, now: float) -> tuple[float, float | None]:
+        """(spend this period, when the period resets) as of ``now``, for display (``/key/info``).
+
+        The ledger's figure when the entity is tracked (it includes what is not written yet),
+        else the store record's; either way a period that has ended shows as reset.
+        """
+        state = self.states.get(entity)
+        if state is not None:
+            self._roll(state, now)
+            spend = state.spend
+            if getattr(record, "budget_reset_at", None) == state.reset_at:
+                # Same period, and the record was just read: the store may hold what other
+                # processes wrote since this one last settled (unbudgeted entities are not refreshed).
+                spend = max(spend, float(getattr(record, "spend", 0.0) or 0.0) + state.pending)
+            return spend, state.reset_at
+        spend = float(getattr(record, "spend", 0.0) or 0.0)
+        reset_at = getattr(record, "budget_reset_at", None)
+        period = period_seconds(getattr(record, "budget_duration", None))
+        if period and reset_at is not None and now >= reset_at:
+            return 0.0, next_reset(reset_at, period, now)
+        return spend, reset_at
 
     def _roll(self, state: BudgetState, now: float) -> None:
         if state.period and state.reset_at is not None and now >= state.reset_at:

@@ -91,6 +91,15 @@ class _Window:
         while tokens and tokens[0][0] <= edge:
             self.token_sum -= tokens.popleft()[1]
 
+    def below_at(self, limit: int) -> float:
+        """When enough counted tokens will have left the window for the sum to be under ``limit``."""
+        left = self.token_sum
+        for at, tokens in self.tokens:
+            left -= tokens
+            if left < limit:
+                return at + WINDOW
+        return self.tokens[-1][0] + WINDOW
+
     @property
     def idle(self) -> bool:
         return not self.requests and not self.tokens and self.inflight == 0
@@ -131,7 +140,7 @@ class LocalCounters:
                     quota.rpm_limit, quota.rpm_remaining, quota.rpm_reset = check.rpm, remaining, reset
             if check.tpm is not None:
                 if window.token_sum >= check.tpm:
-                    retry = window.tokens[0][0] + WINDOW - now if window.tokens else 1.0
+                    retry = window.below_at(check.tpm) - now if window.tokens else 1.0
                     return Admission(Refusal(check, "tpm", max(retry, 0.001)), quota)
                 remaining = check.tpm - window.token_sum
                 if quota.tpm_remaining is None or remaining < quota.tpm_remaining:

@@ -9,6 +9,7 @@ Raw keys appear only in the response that creates or regenerates them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -25,7 +26,7 @@ from keystile.durations import parse_duration
 from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.budgets import period_seconds
 from keystile.server.http import Receive, Scope, Send, read_body, send_bytes, send_error, send_json
-from keystile.store.database import IntegrityViolation
+from keystile.store.database import DatabaseUnavailable, IntegrityViolation
 from keystile.store.keys import build_key
 from keystile.store.records import KeyRecord, SpendLogRow, TeamRecord, UserRecord
 
@@ -178,6 +179,10 @@ class Admin:
             except IntegrityViolation as exc:
                 await send_error(send, FMT, _bad(f"Conflicts with an existing record: {_integrity_message(exc)}."))
                 return
+            except DatabaseUnavailable:
+                error = GatewayError(ErrorKind.UNAVAILABLE, "keystile cannot reach its database right now; retry shortly.")
+                await send_error(send, FMT, error)
+                return
             if isinstance(result, bytes):
                 await send_bytes(send, 200, result, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
             elif isinstance(result, tuple):
@@ -208,12 +213,12 @@ class Admin:
 
     # --- views -------------------------------------------------------------------------------
 
-    def _spend(self, kind: str, ident: str, stored: float) -> float:
-        state = self.gw.ledger.states.get((kind, ident))
-        return state.spend if state is not None else stored
+    def _standing(self, kind: str, ident: str, record: Any) -> tuple[float, float | None]:
+        """(spend, budget_reset_at) as the budget check sees them now, not as last written."""
+        return self.gw.ledger.standing((kind, ident), record, self.gw.clock.now())
 
     def key_view(self, key: KeyRecord) -> dict[str, Any]:
-        spend = self._spend("key", key.token_hash, key.spend)
+        spend, reset_at = self._standing("key", key.token_hash, key)
         return {
             "token": key.token_hash,
             "key_name": key.key_name,
@@ -224,7 +229,7 @@ class Admin:
             "soft_budget": key.soft_budget,
             "remaining_budget": None if key.max_budget is None else max(key.max_budget - spend, 0.0),
             "budget_duration": key.budget_duration,
-            "budget_reset_at": _iso(key.budget_reset_at),
+            "budget_reset_at": _iso(reset_at),
             "rpm_limit": key.rpm_limit,
             "tpm_limit": key.tpm_limit,
             "max_parallel_requests": key.max_parallel_requests,
@@ -240,7 +245,7 @@ class Admin:
         }
 
     def user_view(self, user: UserRecord) -> dict[str, Any]:
-        spend = self._spend("user", user.user_id, user.spend)
+        spend, reset_at = self._standing("user", user.user_id, user)
         return {
             "user_id": user.user_id,
             "user_alias": user.user_alias,
@@ -251,7 +256,7 @@ class Admin:
             "soft_budget": user.soft_budget,
             "remaining_budget": None if user.max_budget is None else max(user.max_budget - spend, 0.0),
             "budget_duration": user.budget_duration,
-            "budget_reset_at": _iso(user.budget_reset_at),
+            "budget_reset_at": _iso(reset_at),
             "rpm_limit": user.rpm_limit,
             "tpm_limit": user.tpm_limit,
             "max_parallel_requests": user.max_parallel_requests,
@@ -261,7 +266,7 @@ class Admin:
         }
 
     def team_view(self, team: TeamRecord) -> dict[str, Any]:
-        spend = self._spend("team", team.team_id, team.spend)
+        spend, reset_at = self._standing("team", team.team_id, team)
         return {
             "team_id": team.team_id,
             "team_alias": team.team_alias,
@@ -271,7 +276,7 @@ class Admin:
             "soft_budget": team.soft_budget,
             "remaining_budget": None if team.max_budget is None else max(team.max_budget - spend, 0.0),
             "budget_duration": team.budget_duration,
-            "budget_reset_at": _iso(team.budget_reset_at),
+            "budget_reset_at": _iso(reset_at),
             "rpm_limit": team.rpm_limit,
             "tpm_limit": team.tpm_limit,
             "max_parallel_requests": team.max_parallel_requests,
@@ -282,6 +287,19 @@ class Admin:
             "created_at": _iso(team.created_at),
             "updated_at": _iso(team.updated_at),
         }
+
+    def _budget_changed(self, entity: tuple[str, str], changes: dict[str, Any]) -> None:
+        """Bring the in-memory budget in step with an admin change without losing unwritten spend.
+
+        Setting ``spend`` replaces it (what was pending is dropped with it); a new
+        ``budget_duration`` starts a new period now and keeps the spend.
+        """
+        ledger = self.gw.ledger
+        self.gw.share_budget_change(entity, changes)
+        if changes.get("spend") is not None:
+            ledger.set_spend(entity, changes["spend"])
+        if "budget_reset_at" in changes:
+            ledger.set_period(entity, period_seconds(changes.get("budget_duration")), changes["budget_reset_at"])
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -331,8 +349,7 @@ class Admin:
             period = period_seconds(changes["budget_duration"])
             changes["budget_reset_at"] = now + period if period else None
         updated = await self.store.update_key(key.token_hash, changes)
-        if "spend" in changes or "budget_reset_at" in changes:
-            self.gw.ledger.forget(("key", key.token_hash))
+        self._budget_changed(("key", key.token_hash), changes)
         await self.gw.changed(key.token_hash)
         return self.key_view(updated)
 
@@ -376,10 +393,12 @@ class Admin:
         if not raw.startswith(KEY_PREFIX) and upstream_credential_kind(raw) is not None:
             raise _bad("new_key: this looks like an Anthropic credential.", "new_key")
         new_hash = hash_key(raw)
+        await self.gw.writer.flush()  # spend and log rows still in memory are written under the old hash first
         updated = await self.store.rekey(key.token_hash, new_hash, mask(raw), changes)
         if updated is None:
             raise _not_found("Key not found.")
-        self.gw.ledger.forget(("key", key.token_hash))
+        self.gw.ledger.rename(("key", key.token_hash), ("key", new_hash))
+        self._budget_changed(("key", new_hash), changes)
         await self.gw.changed(key.token_hash)
         return {"key": raw, **self.key_view(updated)}
 
@@ -403,14 +422,16 @@ class Admin:
         if await self.store.get_user(user_id) is not None:
             raise _bad(f"user_id: user {user_id!r} already exists.", "user_id")
         now = self.gw.clock.now()
+        teams = list(dict.fromkeys(body.strings("teams") or []))
+        for team_id in teams:  # before anything is written: a bad team id leaves no half-made user
+            await self._check_team(team_id)
         record = UserRecord(user_id=user_id, **fields)
         period = period_seconds(record.budget_duration)
         record.budget_reset_at = now + period if period else None
         await self.store.insert_user(record)
-        for team_id in body.strings("teams") or []:
-            await self._check_team(team_id)
+        for team_id in teams:
             await self.store.add_team_member(team_id, user_id)
-        result = self.user_view(record)
+        result = {**self.user_view(record), "teams": teams}
         if body.boolean("auto_create_key") is not False:  # LiteLLM creates a key for a new user by default
             raw = generate_key()
             key = KeyRecord(token_hash=hash_key(raw), key_name=mask(raw), user_id=user_id, models=list(record.models))
@@ -418,6 +439,14 @@ class Admin:
             result.update(key=raw, token=key.token_hash)
         await self.gw.changed()
         return result
+
+    async def _ensure_user(self, user_id: str) -> None:
+        """A team member LiteLLM-style: adding an unknown user to a team creates the user (no limits, no key)."""
+        if await self.store.get_user(user_id) is None:
+            try:
+                await self.store.insert_user(UserRecord(user_id=user_id))
+            except IntegrityViolation:
+                pass  # created meanwhile
 
     async def _find_user(self, user_id: str | None) -> UserRecord:
         if not user_id:
@@ -430,8 +459,13 @@ class Admin:
     async def user_info(self, body: Body, query: dict) -> dict:
         user = await self._find_user(query.get("user_id") or body.string("user_id"))
         keys = await self.store.list_keys(user_id=user.user_id, limit=1000)
-        teams = [t.team_id for t in await self.store.list_teams(limit=10_000) if user.user_id in t.members]
-        return {"user_id": user.user_id, "user_info": self.user_view(user), "keys": [self.key_view(k) for k in keys], "teams": teams}
+        teams = [t for t in await self.store.list_teams(limit=10_000) if user.user_id in t.members]
+        return {
+            "user_id": user.user_id,
+            "user_info": {**self.user_view(user), "teams": [t.team_id for t in teams]},
+            "keys": [self.key_view(k) for k in keys],
+            "teams": [self.team_view(t) for t in teams],
+        }
 
     async def user_update(self, body: Body, query: dict) -> dict:
         user = await self._find_user(body.string("user_id"))
@@ -440,8 +474,7 @@ class Admin:
             period = period_seconds(changes["budget_duration"])
             changes["budget_reset_at"] = self.gw.clock.now() + period if period else None
         updated = await self.store.update_user(user.user_id, changes)
-        if "spend" in changes or "budget_reset_at" in changes:
-            self.gw.ledger.forget(("user", user.user_id))
+        self._budget_changed(("user", user.user_id), changes)
         await self.gw.changed()
         return self.user_view(updated)
 
@@ -475,6 +508,8 @@ class Admin:
         record.budget_reset_at = self.gw.clock.now() + period if period else None
         record.members = _member_ids(body)
         await self.store.insert_team(record)
+        for user_id in record.members:
+            await self._ensure_user(user_id)
         await self.gw.changed()
         return self.team_view(record)
 
@@ -498,8 +533,7 @@ class Admin:
             period = period_seconds(changes["budget_duration"])
             changes["budget_reset_at"] = self.gw.clock.now() + period if period else None
         updated = await self.store.update_team(team.team_id, changes)
-        if "spend" in changes or "budget_reset_at" in changes:
-            self.gw.ledger.forget(("team", team.team_id))
+        self._budget_changed(("team", team.team_id), changes)
         await self.gw.changed()
         return self.team_view(updated)
 
@@ -526,6 +560,7 @@ class Admin:
             raise _bad('member: expected {"user_id": "...", "role": "user"} or a list of them.', "member")
         for member in entries:
             role = member.get("role") if isinstance(member.get("role"), str) else "user"
+            await self._ensure_user(member["user_id"])
             await self.store.add_team_member(team.team_id, member["user_id"], role)
         await self.gw.changed()
         return self.team_view(await self._find_team(team.team_id))
@@ -574,11 +609,29 @@ class Admin:
         return {"status": "alive"}
 
     async def readiness(self, body: Body, query: dict) -> tuple[int, dict]:
+        """200 while this instance can serve: "ready", or "degraded" with what is missing; 503 when it cannot.
+
+        A database outage is reported but stays 200 for ``store_outage_grace``: every instance
+        shares the database, and a balancer that took them all out would refuse the traffic
+        that cached keys can still serve. A Redis outage never makes an instance unready.
+        """
+        health = self.gw.store_health
+        report: dict[str, Any] = {"status": "ready", "db": "connected"}
         try:
-            await self.store.ping()
+            await asyncio.wait_for(self.store.ping(), timeout=2.0)
         except Exception as exc:
-            return 503, {"status": "unavailable", "db": f"unreachable: {type(exc).__name__}"}
-        return 200, {"status": "ready", "db": "connected"}
+            health.failed(exc)
+            report.update(status="degraded", db=f"unreachable: {type(exc).__name__}", db_outage_seconds=round(health.outage_seconds(), 1))
+        else:
+            health.ok()
+        shared = self.gw.shared
+        if shared is not None:
+            report["redis"] = "connected" if shared.link.up else "unreachable: rate limits and budgets are per instance"
+            if not shared.link.up:
+                report["status"] = "degraded"
+        if health.down and health.outage_seconds() > self.gw.settings.store_outage_grace:
+            return 503, {**report, "status": "unavailable"}
+        return 200, report
 
     async def health(self, body: Body, query: dict) -> dict:
         return {"deployments": self.gw.router.health(self.gw.clock.now()) if hasattr(self.gw.router, "health") else []}

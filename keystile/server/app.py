@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from keystile.accounting.spend import Accountant, SpendWriter
 from keystile.apiformat import ApiFormat
@@ -32,6 +33,8 @@ from keystile.routing.router import Router
 from keystile.server import admin, catalog
 from keystile.server.http import Receive, Scope, Send, header_value, send_error
 from keystile.server.inference import Endpoint, InferenceHandler
+from keystile.store.database import DatabaseUnavailable
+from keystile.store.health import StoreHealth
 from keystile.store.repository import Store
 from keystile.upstream.client import UpstreamClient
 
@@ -78,7 +81,7 @@ class Gateway:
         self.settings = settings
         self.clock = Clock()
         self.metrics = Metrics()
-        self.router = Router(settings)
+        self.router = Router(settings, on_cooldown=self.metrics.set_cooling_down)
         self.upstream = UpstreamClient()
         self.providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(self.upstream),
@@ -96,7 +99,11 @@ class Gateway:
         self.accountant: Accountant | None = None  # type: ignore[assignment]
         self.inference = InferenceHandler(self)
         self.test_clock = os.environ.get("KEYSTILE_TEST_CLOCK") == "1"
+        self.store_health = StoreHealth(self.metrics)
+        self.shared: SharedState | None = None
+        """Redis-backed counters, budgets and key broadcast, when ``redis_url`` is set."""
         self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
         self._revision = 0
 
     async def start(self) -> None:
@@ -105,10 +112,15 @@ class Gateway:
         master_hash, generated = await ensure_master_key(self.store, settings)
         if generated is not None:
             print_generated_master_key(generated)
-        self.cache = KeyCache(self.store, settings.key_cache_ttl)
+        self.cache = KeyCache(self.store, settings.key_cache_ttl, grace=settings.store_outage_grace, health=self.store_health)
         self.authenticator = Authenticator(self.cache, master_hash, self.clock.now)
         shared = settings.server.workers > 1 or not settings.database_url.startswith("sqlite")
-        self.writer = SpendWriter(self.store, self.ledger, settings.spend, self.metrics, shared=shared)
+        self.writer = SpendWriter(self.store, self.ledger, settings.spend, self.metrics, shared=shared, health=self.store_health)
+        if settings.redis_url:
+            from keystile.server.scaleout import connect_shared_state  # redis is an optional dependency
+
+            self.shared = await connect_shared_state(self, settings.redis_url)
+            self.counters = self.shared.counters
         self.accountant = Accountant(self.authorizer, self.writer, self.metrics, self.clock.now, settings.spend.prices_file)
         self.writer.start()
         self._revision = await self.store.auth_revision()
@@ -124,6 +136,8 @@ class Gateway:
                 pass
         if self.writer is not None:
             await self.writer.close()
+        if self.shared is not None:
+            await self.shared.close()
         await self.upstream.aclose()
         if self.store is not None:
             await self.store.close()
@@ -134,18 +148,56 @@ class Gateway:
             await asyncio.sleep(REVISION_POLL_SECONDS)
             try:
                 revision = await self.store.auth_revision()  # type: ignore[union-attr]
+            except DatabaseUnavailable as exc:
+                self.store_health.failed(exc)
+                continue
             except Exception as exc:
                 log.debug("revision poll failed: %s", exc)
                 continue
+            self.store_health.ok()
             if revision != self._revision:
                 self._revision = revision
                 self.cache.invalidate()  # type: ignore[union-attr]
+                self.metrics.key_cache_invalidated("poll")
 
     async def changed(self, token_hash: str | None = None) -> None:
-        """Keys, users or teams changed here: forget cached copies now (other processes poll)."""
+        """Keys, users or teams changed here: forget cached copies now; tell the other instances (Redis), which also poll."""
         assert self.cache is not None and self.store is not None
         self.cache.invalidate(token_hash)
-        self._revision = await self.store.auth_revision()
+        revision = await self.store.auth_revision()
+        if revision != self._revision + 1:
+            self.cache.invalidate()  # another process changed something too since we last looked
+        self._revision = max(self._revision, revision)
+        if self.shared is not None:
+            await self.shared.broadcast.publish(token_hash, revision)
+
+    def changed_elsewhere(self, token_hash: str | None, revision: int) -> None:
+        """Another instance's broadcast: drop just that key when no other change came between (else everything)."""
+        assert self.cache is not None
+        if token_hash is None or revision > self._revision + 1:
+            self.cache.invalidate()
+        else:
+            self.cache.invalidate(token_hash)
+        self._revision = max(self._revision, revision)
+        self.metrics.key_cache_invalidated("redis")
+
+    def share_budget_change(self, entity: tuple[str, str], changes: dict) -> None:
+        """An admin set an entity's spend or started a new budget period: instances sharing Redis take it too."""
+        if self.shared is None:
+            return
+        fields: dict[str, float | None] = {}
+        if changes.get("spend") is not None:
+            fields["spend"] = changes["spend"]
+        if "budget_reset_at" in changes:
+            fields["reset_at"] = changes["budget_reset_at"]
+        if fields:
+            task = asyncio.create_task(self.shared.budgets.admin_change(entity, fields))
+            self._background.add(task)  # the handler goes on; Redis has it before the next request
+            task.add_done_callback(self._background.discard)
+
+
+if TYPE_CHECKING:
+    from keystile.server.scaleout import SharedState
 
 
 def print_generated_master_key(raw: str) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from keystile.accounting.meters import usage_from_response
+from keystile.accounting.meters import usage_from_response, usage_of_cut_stream
 from keystile.accounting.spend import Outcome
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
@@ -31,7 +31,7 @@ from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.authorize import Grant, quota_headers
 from keystile.providers.base import Operation, UpstreamCall, UpstreamResponse
 from keystile.providers.body import rename_model, upstream_body
-from keystile.routing.router import RETRYABLE_STATUS, RoutePlan
+from keystile.routing.router import RETRYABLE_STATUS, RoutePlan, is_context_window_error
 from keystile.server.http import (
     JSON_TYPE,
     SSE_HEADERS,
@@ -47,6 +47,7 @@ from keystile.server.http import (
     send_error,
 )
 from keystile.server.relay import Relay, make_relay
+from keystile.sse import SSEParser
 from keystile.translate.count_tokens import estimate_input_tokens
 from keystile.translate.errors import translate_error_body
 from keystile.translate.response_to_anthropic import chat_response_to_messages
@@ -144,6 +145,7 @@ class InferenceHandler:
             call.client_gone()
         finally:
             watch.stop()
+            call.release()
             await call.finish()
 
 
@@ -255,11 +257,14 @@ class _Call:
         gw = self.gw
         plan = self.plan = gw.router.plan(self.request.model, max_retries=self._max_retries())
         failure = UpstreamFailure()
+        timeout = self._requested_timeout()
         while True:
             deployment = plan.next()
             if deployment is None:
                 await self._give_up(failure)
                 return
+            if plan.attempts > 1:
+                gw.metrics.retries.labels(plan.group_name).inc()
             self.deployment = deployment
             provider = gw.providers[deployment.provider]
             wire = provider.wire_format(deployment, self.endpoint.operation, self.fmt)
@@ -277,7 +282,7 @@ class _Call:
                 stream=self.request.stream,
                 client_headers=self.scope["headers"],
                 upstream_credential=self._upstream_credential(),
-                timeouts=self._timeouts(deployment),
+                timeouts=self._timeouts(deployment, timeout),
                 query=self.request.query if wire is ApiFormat.ANTHROPIC else b"",
             )
             asked = perf_counter()
@@ -287,7 +292,7 @@ class _Call:
                 self.upstream_wait += perf_counter() - asked
                 failure = UpstreamFailure(error=_upstream_error(exc, deployment))
                 gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
-                await self._backoff(plan.failed(deployment))
+                await self._backoff(plan.failed())
                 continue
             self.response = response
             if response.status >= 400:
@@ -301,8 +306,12 @@ class _Call:
                 failure = UpstreamFailure(None, response.status, error_body, wire, response.headers)
                 gw.metrics.upstream_errors.labels(deployment.id, str(response.status)).inc()
                 if response.status in RETRYABLE_STATUS:
-                    await self._backoff(plan.failed(deployment, retry_after=_retry_after(response)))
+                    await self._backoff(plan.failed(retry_after=_retry_after(response)))
                     continue
+                # A client error says nothing about the deployment: no verdict, no retry.
+                if is_context_window_error(response.status, error_body) and plan.context_window_exceeded():
+                    continue
+                plan.done()
                 await self._give_up(failure)
                 return
             try:
@@ -311,10 +320,9 @@ class _Call:
                 else:
                     await self._relay_body(response, wire, asked)
             except _RetryableBodyFailure as exc:
-                failure = UpstreamFailure(error=exc.error)
-                await self._backoff(plan.failed(deployment))
+                failure = exc.failure
+                await self._backoff(plan.failed())
                 continue
-            plan.succeeded(deployment, self.upstream_wait)
             return
 
     async def _backoff(self, delay: float) -> None:
@@ -331,20 +339,24 @@ class _Call:
             return None
         return max(0, min(value, self.gw.settings.router.max_retries_cap))
 
-    def _timeouts(self, deployment: Deployment) -> Timeouts:
-        router = self.gw.settings.router
-        first_byte = deployment.timeout or router.timeout
+    def _requested_timeout(self) -> float | None:
+        """``x-keystile-timeout``: seconds to the first byte, capped by ``router.timeout_cap``."""
         raw = header_value(self.scope["headers"], b"x-keystile-timeout")
-        if raw is not None:
-            try:
-                requested = float(raw)
-                if requested > 0 and math.isfinite(requested):
-                    first_byte = min(requested, router.timeout_cap)
-            except ValueError:
-                pass
+        if raw is None:
+            return None
+        try:
+            requested = float(raw)
+        except ValueError:
+            return None
+        if not (requested > 0 and math.isfinite(requested)):
+            return None
+        return min(requested, self.gw.settings.router.timeout_cap)
+
+    def _timeouts(self, deployment: Deployment, requested: float | None) -> Timeouts:
+        router = self.gw.settings.router
         return Timeouts(
             connect=deployment.connect_timeout or router.connect_timeout,
-            first_byte=first_byte,
+            first_byte=requested or deployment.timeout or router.timeout,
             idle=deployment.stream_idle_timeout or router.stream_idle_timeout,
         )
 
@@ -402,13 +414,17 @@ class _Call:
             raise _RetryableBodyFailure(_upstream_error(exc, self.deployment)) from None
         finally:
             await response.aclose()
-        self.upstream_wait += perf_counter() - asked
+        latency = perf_counter() - asked
+        self.upstream_wait += latency
         operation = self.endpoint.operation
-        if operation in (Operation.MESSAGES, Operation.CHAT):
+        generation = operation in (Operation.MESSAGES, Operation.CHAT)
+        if generation:
             self.usage = usage_from_response(data, wire)
         elif operation is Operation.EMBEDDINGS:
             self.usage = usage_from_response(data, ApiFormat.OPENAI)
-        if wire is not self.fmt and operation in (Operation.MESSAGES, Operation.CHAT):
+        # Only generations feed the latency average: a token count or an embedding is not comparable.
+        self._served(latency if generation else None, self.usage.total_tokens)
+        if wire is not self.fmt and generation:
             data = self._translate_response(data, wire)
         if self.gw.settings.spend.log_content:
             self.response_content = data[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
@@ -444,17 +460,30 @@ class _Call:
             await response.aclose()
             self.upstream_wait += perf_counter() - asked
             raise _RetryableBodyFailure(_upstream_error(exc, self.deployment)) from None
-        self.upstream_wait += perf_counter() - asked
+        latency = perf_counter() - asked
+        self.upstream_wait += latency
+        out = relay.feed(first) if first else relay.end()
+        if relay.failed:
+            # Failed in its first chunk (an in-band overloaded_error right after the 200, an
+            # empty or malformed stream): nothing has reached the client, so it may be retried.
+            retry = _stream_start_failure(first, wire)
+            if retry is not None:
+                await response.aclose()
+                self.relay = None
+                raise _RetryableBodyFailure(failure=retry)
+        self._served(latency, None)
         self.status = 200
         headers.append(self._overhead_header())
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         self.response_started = True
         content = [] if self.gw.settings.spend.log_content else None
         try:
-            out = relay.feed(first) if first else b""
             if out:
+                if content is not None:
+                    content.append(out)
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-            while True:
+                out = b""
+            while first:  # (an empty stream has ended above)
                 waited = perf_counter()
                 try:
                     chunk = await iterator.__anext__()
@@ -474,6 +503,9 @@ class _Call:
             await response.aclose()
         if relay.failed:
             self.status = 502
+            self.plan.failed()  # type: ignore[union-attr]  # counts against the deployment; too late to retry
+        else:
+            self.plan.done(relay.usage.total_tokens)  # type: ignore[union-attr]
         if content is not None:
             self.response_content = b"".join(content).decode("utf-8", "replace")
         self.watch.stop()
@@ -521,6 +553,22 @@ class _Call:
             return
         await send_error(self.send, self.fmt, error, self._response_headers(None))
 
+    def _served(self, latency: float | None, tokens: int | None) -> None:
+        """The deployment answered well; ``tokens`` None: the answer is still streaming."""
+        plan = self.plan
+        if plan is None:
+            return
+        plan.answered(latency)
+        if tokens is not None:
+            plan.done(tokens)
+        if plan.fallback:
+            self.gw.metrics.fallbacks.labels(plan.requested, plan.group_name).inc()
+
+    def release(self) -> None:
+        """Close the route plan's attempt if one is still open (client gone, refusal, crash)."""
+        if self.plan is not None:
+            self.plan.release()
+
     def client_gone(self) -> None:
         """The client disconnected: the upstream call was cancelled (its connection aborted)."""
         self.status = 499
@@ -543,6 +591,9 @@ class _Call:
         relay = self.relay
         if relay is not None:
             self.usage = relay.usage
+            if self.response_started and (self.status == 499 or relay.failed):
+                # Cut off before the final usage report: still charge what was used.
+                self.usage = usage_of_cut_stream(relay.usage, relay.content_events, self._estimate_input)
         gw = self.gw
         elapsed = perf_counter() - self.t0
         gw.metrics.observe_overhead(max(elapsed - self.upstream_wait, 0.0))
@@ -570,12 +621,55 @@ class _Call:
             )
         )
 
+    def _estimate_input(self) -> int:
+        try:
+            return estimate_input_tokens(self.request.body)
+        except GatewayError:
+            return 0
+
 
 class _RetryableBodyFailure(Exception):
     """The upstream failed after its status line but before anything reached the client."""
 
-    def __init__(self, error: GatewayError) -> None:
-        self.error = error
+    def __init__(self, error: GatewayError | None = None, *, failure: UpstreamFailure | None = None) -> None:
+        self.failure = failure or UpstreamFailure(error=error)
+
+
+def _stream_start_failure(first: bytes, wire: ApiFormat) -> UpstreamFailure | None:
+    """What a stream that failed in its first chunk reported, if another attempt may help.
+
+    An upstream's own in-band error keeps its status and body (passed on unmodified if the
+    last attempt ends the same way); a client error (None) is relayed in-band as it is.
+    """
+    for event in SSEParser().feed(first + b"\n\n"):
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            continue
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict):
+            status = _in_band_status(error, wire)
+            if status not in RETRYABLE_STATUS:
+                return None
+            return UpstreamFailure(status=status, body=event.data, wire=wire)
+    return UpstreamFailure(error=GatewayError(ErrorKind.UPSTREAM_ERROR, "The upstream's stream broke before its first event."))
+
+
+def _in_band_status(error: dict, wire: ApiFormat) -> int:
+    """The HTTP status an in-band error event stands for (Anthropic's type, OpenAI's code or type)."""
+    if wire is ApiFormat.ANTHROPIC:
+        name = error.get("type")
+        for kind in ErrorKind:
+            if kind.anthropic_type == name:
+                return kind.status
+    else:
+        name = error.get("code")
+        for kind in ErrorKind:
+            if name is not None and kind.openai_code == name:
+                return kind.status
+        if error.get("type") == "invalid_request_error":
+            return ErrorKind.INVALID_REQUEST.status
+    return ErrorKind.UPSTREAM_ERROR.status
 
 
 def _wire_operation(operation: Operation, wire: ApiFormat) -> Operation:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from keystile.accounting.meters import AnthropicStreamMeter, OpenAIStreamMeter, is_usage_only_chunk
+from keystile.accounting.meters import AnthropicStreamMeter, OpenAIStreamMeter, is_content_chunk, is_usage_only_chunk
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
 from keystile.errors import error_body, kind_for_status
@@ -32,6 +32,9 @@ class Relay(Protocol):
     usage: Usage
     failed: bool
     """An error event was relayed or produced: the stream did not end well."""
+    content_events: int
+    """Upstream events that carried output (text, thinking or tool input): each is at least one
+    output token, which is what a stream cut off before its final usage report is charged."""
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -51,13 +54,14 @@ def _looks_like_json_object(data: bytes) -> bool:
 class AnthropicPassthrough:
     """Anthropic upstream, Anthropic client: events forwarded byte for byte."""
 
-    __slots__ = ("parser", "meter", "done", "failed")
+    __slots__ = ("parser", "meter", "done", "failed", "content_events")
 
     def __init__(self) -> None:
         self.parser = SSEParser()
         self.meter = AnthropicStreamMeter()
         self.done = False
         self.failed = False
+        self.content_events = 0
 
     @property
     def usage(self) -> Usage:
@@ -73,6 +77,8 @@ class AnthropicPassthrough:
                 out.append(self.fail(502, MALFORMED))
                 break
             self.meter.observe(name, event.data)
+            if name == "content_block_delta":
+                self.content_events += 1
             out.append(event.raw)
             if name == "message_stop" or name == "error":
                 self.done = True
@@ -102,13 +108,14 @@ class OpenAIPassthrough:
     that one chunk is dropped so the client sees exactly the stream it asked for.
     """
 
-    __slots__ = ("parser", "meter", "done", "failed", "strip_usage")
+    __slots__ = ("parser", "meter", "done", "failed", "strip_usage", "content_events")
 
     def __init__(self, *, client_wants_usage: bool) -> None:
         self.parser = SSEParser()
         self.meter = OpenAIStreamMeter()
         self.done = False
         self.failed = False
+        self.content_events = 0
         self.strip_usage = not client_wants_usage
 
     @property
@@ -129,6 +136,8 @@ class OpenAIPassthrough:
                 out.append(self.fail(502, MALFORMED))
                 break
             self.meter.observe(data)
+            if is_content_chunk(data):
+                self.content_events += 1
             if self.meter.error is not None:
                 out.append(event.raw)
                 self.done = self.failed = True
@@ -159,13 +168,14 @@ class OpenAIPassthrough:
 class OpenAIToAnthropic:
     """OpenAI upstream, Anthropic client."""
 
-    __slots__ = ("parser", "translator", "upstream_done", "failed")
+    __slots__ = ("parser", "translator", "upstream_done", "failed", "content_events")
 
     def __init__(self) -> None:
         self.parser = SSEParser()
         self.translator = ChatStreamToMessages()
         self.upstream_done = False
         self.failed = False
+        self.content_events = 0
 
     @property
     def usage(self) -> Usage:
@@ -187,6 +197,8 @@ class OpenAIToAnthropic:
                 break
             elif b'"finish_reason"' in data and _FINISH_SET.search(data):
                 self.upstream_done = True
+            if is_content_chunk(data):
+                self.content_events += 1
             produced = translator.feed(data)
             if translator.finished and not self.upstream_done:
                 self.failed = True  # an in-band error from the upstream
@@ -211,13 +223,14 @@ class OpenAIToAnthropic:
 class AnthropicToOpenAI:
     """Anthropic upstream, OpenAI client."""
 
-    __slots__ = ("parser", "translator", "upstream_done", "failed")
+    __slots__ = ("parser", "translator", "upstream_done", "failed", "content_events")
 
     def __init__(self, *, client_wants_usage: bool) -> None:
         self.parser = SSEParser()
         self.translator = MessagesStreamToChat(include_usage=client_wants_usage)
         self.upstream_done = False
         self.failed = False
+        self.content_events = 0
 
     @property
     def usage(self) -> Usage:
@@ -232,7 +245,9 @@ class AnthropicToOpenAI:
             if event.data and not _looks_like_json_object(event.data):
                 out.append(self.fail(502, MALFORMED))
                 break
-            if event.event == "message_stop":
+            if event.event == "content_block_delta":
+                self.content_events += 1
+            elif event.event == "message_stop":
                 self.upstream_done = True
             elif event.event == "error":
                 self.failed = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Iterator
 
 import anthropic
 import httpx
@@ -14,13 +15,15 @@ from tests.integration.harness import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_AZURE_KEY
 
 
 @pytest.fixture()
-def claude(gateway, key) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+def claude(gateway, key) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as client:
+        yield client
 
 
 @pytest.fixture()
-def gpt(gateway, key) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+def gpt(gateway, key) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
+        yield client
 
 
 def test_anthropic_sdk_create_and_stream(claude, upstream):

@@ -44,6 +44,11 @@ def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[None
 
     def runner(test: Callable[[], Awaitable[None]]) -> None:
         loop_errors: list[dict] = []
+        # Collect what earlier tests (other files, other clients) left behind first, so only
+        # leaks made by this test can be reported against it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gc.collect()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with asyncio.Runner(loop_factory=factory) as r:
