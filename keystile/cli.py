@@ -252,7 +252,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     print(f"{args.path}: OK ({settings.source_format} format)")
     for deployment in settings.deployments:
         base = deployment.api_base or "built-in"
-        print(f"  {deployment.model_name:28} → {deployment.provider}:{deployment.model}  [{base}]")
+        model = deployment.model or "<the requested name>"
+        print(f"  {deployment.model_name:28} → {deployment.provider}:{model}  [{base}]")
     for primary, targets in settings.router.fallbacks:
         print(f"  fallback {primary} → {', '.join(targets)}")
     for warning in settings.warnings:

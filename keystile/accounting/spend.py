@@ -68,20 +68,24 @@ class Accountant:
         self.metrics = metrics
         self.clock = clock
         self.table = load_price_table(prices_file)
-        self._prices: dict[str, Price | None] = {}
-        self._unpriced: set[str] = set()
+        self._prices: dict[tuple[str, str], Price | None] = {}
+        self._unpriced: set[tuple[str, str]] = set()
 
     def price(self, deployment: Deployment) -> Price | None:
+        """Priced by upstream model, so a pass-through (wildcard) deployment prices each model it serves."""
+        key = (deployment.id, deployment.model)
         try:
-            return self._prices[deployment.id]
+            return self._prices[key]
         except KeyError:
             price = price_for(deployment.base_model or deployment.model, self.table, override=deployment.prices)
             if price is None:
                 price = price_for(deployment.model_name, self.table)
-            if price is None and deployment.id not in self._unpriced:
-                self._unpriced.add(deployment.id)
+            if price is None and key not in self._unpriced:
+                self._unpriced.add(key)
                 log.warning("no price known for model %r (deployment %s); its requests cost 0", deployment.model, deployment.id)
-            self._prices[deployment.id] = price
+            if len(self._prices) > 10_000:
+                self._prices.clear()
+            self._prices[key] = price
             return price
 
     async def record(self, outcome: Outcome) -> float:

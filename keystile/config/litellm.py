@@ -61,10 +61,9 @@ def read_litellm(source: Source) -> Settings:
         upstream = params.string("model", required=True)
         if not name or not upstream:
             continue
-        if "*" in name:
-            source.warn(f.path + ("model_name",), "wildcard model names are not supported; entry skipped")
-            continue
         provider, model = split_model(upstream)
+        if model == "*":
+            model = ""  # "anthropic/*": the requested name goes upstream as-is
         if provider is None:
             source.problem(params.path + ("model",), f"cannot tell the provider of {upstream!r}; write it as provider/model (anthropic/…, openai/…, azure/…)")
             continue

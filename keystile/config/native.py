@@ -56,8 +56,12 @@ def _models(top: Fields) -> list[Deployment]:
         provider = f.choice("provider", PROVIDERS + tuple(OPENAI_COMPATIBLE), "mock") if f.has("provider") else None
         if provider is None:
             top.source.problem(("models", i, "provider"), f"is required: one of {', '.join(PROVIDERS)} or an OpenAI-compatible preset")
-        model = f.string("model") or name
-        if not name or not provider or not model:
+        model = f.string("model")
+        if name and "*" in name and model in (None, "*"):
+            model = ""  # a pattern group passes the requested name through
+        elif not model:
+            model = name
+        if not name or not provider or model is None:
             continue
         index = counts.get(name, 0)
         counts[name] = index + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Sequence
 
 from keystile.auth import Identity
@@ -51,7 +52,10 @@ def entities_of(identity: Identity) -> tuple[Entity, ...]:
 
 
 def model_allowed(allowed: Sequence[str], model: str) -> bool:
-    return not allowed or model in allowed or not ALL_MODELS.isdisjoint(allowed)
+    """Empty means every model; entries may be patterns such as ``claude-*``."""
+    if not allowed or model in allowed or not ALL_MODELS.isdisjoint(allowed):
+        return True
+    return any("*" in pattern and fnmatchcase(model, pattern) for pattern in allowed)
 
 
 class Authorizer:

@@ -208,7 +208,9 @@ def _anthropic_last_user_turn(messages: list) -> tuple[str, str | None]:
             if not isinstance(block, dict):
                 continue
             if block.get("type") == "text":
-                texts.append(_str(block.get("text")))
+                text = _str(block.get("text"))
+                if not text.lstrip().startswith("<system-reminder>"):  # context Claude Code injects
+                    texts.append(text)
             elif block.get("type") == "tool_result":
                 results.append(_block_text(block.get("content")))
         return " ".join(texts), (" ".join(results) if results else None)

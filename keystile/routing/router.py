@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
+from fnmatch import fnmatchcase
 from typing import Callable
 
 from keystile.config.model import Deployment, RouterSettings, Settings
@@ -40,6 +42,10 @@ _CONTEXT_WINDOW_MARKERS = (
     b"maximum context length",
     b"context window",
 )
+
+
+def is_pattern(name: str) -> bool:
+    return "*" in name
 
 
 def is_context_window_error(status: int, body: bytes) -> bool:
@@ -91,9 +97,36 @@ class Router:
             group.health.append(self.table.of(deployment))
             if on_cooldown is not None:
                 on_cooldown(deployment.id, False)  # every deployment has its gauge from the start
+        # Groups named by a pattern ("claude-*", "*") serve any matching name not configured exactly.
+        self.patterns = [g for name, g in self.groups.items() if is_pattern(name)]
+        self._matched: dict[str, ModelGroup | None] = {}
+        self._concrete: dict[tuple[str, str], Deployment] = {}
 
     def group(self, name: str) -> ModelGroup | None:
-        return self.groups.get(name)
+        """The group serving ``name``: configured exactly, else the first pattern that matches."""
+        group = self.groups.get(name)
+        if group is not None or not self.patterns:
+            return group
+        try:
+            return self._matched[name]
+        except KeyError:
+            pass
+        if len(self._matched) > 10_000:  # names are client-chosen: keep the memo bounded
+            self._matched.clear()
+        group = self._matched[name] = next((g for g in self.patterns if fnmatchcase(name, g.name)), None)
+        return group
+
+    def concrete(self, deployment: Deployment, requested: str) -> Deployment:
+        """A pass-through deployment (no upstream ``model``) sends the name the client asked for."""
+        if deployment.model:
+            return deployment
+        key = (deployment.id, requested)
+        found = self._concrete.get(key)
+        if found is None:
+            if len(self._concrete) > 10_000:
+                self._concrete.clear()
+            found = self._concrete[key] = replace(deployment, model=requested)
+        return found
 
     def plan(self, model_name: str, *, max_retries: int | None = None) -> "RoutePlan":
         """``max_retries``: the request's own (capped) retry count, overriding the configured ones."""
@@ -135,15 +168,17 @@ class RoutePlan:
         "_tried",
         "_current",
         "_probe",
+        "_primary",
     )
 
     def __init__(self, router: Router, requested: str, max_retries: int | None) -> None:
         self.router = router
         self.requested = requested
         self.max_retries = max_retries
-        self.group_name = requested
         self.attempts = 0
-        group = router.groups.get(requested)
+        group = router.group(requested)
+        self.group_name = group.name if group is not None else requested
+        self._primary = group
         self._groups: tuple[str, ...] = group.fallbacks if group is not None else ()
         self._next_group = 0
         self._group = group
@@ -155,7 +190,8 @@ class RoutePlan:
     @property
     def fallback(self) -> bool:
         """The current group is not the one the client asked for."""
-        return self.group_name != self.requested
+        primary = self._primary
+        return self.group_name != (primary.name if primary is not None else self.requested)
 
     def next(self) -> Deployment | None:
         """The deployment for the next attempt (the previous one must have been closed)."""
@@ -174,7 +210,7 @@ class RoutePlan:
         self.attempts += 1
         self._current = health
         self._probe = router.table.started(health, now)
-        return deployments[index]
+        return router.concrete(deployments[index], self.requested)
 
     def answered(self, latency: float | None) -> None:
         """The current deployment has started a good answer (``latency``: seconds until it did)."""

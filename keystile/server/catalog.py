@@ -38,12 +38,16 @@ def model_entry(name: str) -> dict:
     }
 
 
-def visible_models(gateway: "Gateway", identity: Identity) -> list[str]:
-    names = list(gateway.settings.model_names)
+def may_use(identity: Identity, name: str) -> bool:
     if identity.is_master:
-        return names
-    lists = [r.models for r in (identity.key, identity.team, identity.user) if r is not None and r.models]
-    return [n for n in names if all(model_allowed(allowed, n) for allowed in lists)]
+        return True
+    records = (identity.key, identity.team, identity.user)
+    return all(model_allowed(r.models, name) for r in records if r is not None and r.models)
+
+
+def visible_models(gateway: "Gateway", identity: Identity) -> list[str]:
+    """Configured names the identity may use; pattern groups (``claude-*``) are not listed."""
+    return [n for n in gateway.settings.model_names if "*" not in n and may_use(identity, n)]
 
 
 async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, path: str) -> None:
@@ -60,7 +64,7 @@ async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send,
     prefix = "/v1/models/" if path.startswith("/v1/") else "/models/"
     if path.startswith(prefix):
         wanted = unquote(path[len(prefix):])
-        if wanted not in names:
+        if wanted not in names and not _served_by_pattern(gateway, identity, wanted):
             await send_error(send, fmt, GatewayError(ErrorKind.MODEL_NOT_FOUND, f"Model {wanted!r} is not available to this key."))
             return
         await send_json(send, 200, model_entry(wanted))
@@ -82,6 +86,11 @@ async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send,
             "last_id": page[-1] if page else None,
         },
     )
+
+
+def _served_by_pattern(gateway: "Gateway", identity: Identity, name: str) -> bool:
+    """``GET /v1/models/claude-opus-4-8`` answers when a pattern group would serve that name."""
+    return gateway.router.group(name) is not None and may_use(identity, name)
 
 
 def _limit(raw: str | None, default: int) -> int:

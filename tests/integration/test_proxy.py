@@ -220,3 +220,28 @@ def test_hung_upstream_times_out_with_504(upstream, tmp_path):
         assert response.status_code == 504
         assert response.json()["error"]["type"] == "timeout_error"
         assert time.monotonic() - start < 3
+
+
+def test_pattern_groups_serve_any_matching_model(upstream, tmp_path):
+    """Claude Code asks for whatever model its version defaults to; a "claude-*" group serves it."""
+    from tests.integration.harness import GatewayProcess
+
+    config = (
+        f"models:\n  - name: claude-pinned\n    provider: anthropic\n    model: claude-pinned-upstream\n"
+        f"    api_base: {upstream.url}\n    api_key: x\n"
+        f"  - name: \"claude-*\"\n    provider: anthropic\n    api_base: {upstream.url}\n    api_key: x\n"
+        f"  - name: gpt-4o\n    provider: mock\n"
+    )
+    with GatewayProcess(config, workdir=tmp_path) as gw:
+        restricted = gw.create_key(models=["claude-*"])
+        with anthropic.Anthropic(base_url=gw.url, api_key=restricted, max_retries=0) as client:
+            client.messages.create(**anthropic_body(model="claude-opus-4-8"))
+            assert orjson.loads(upstream.requests()[-1]["body"])["model"] == "claude-opus-4-8"
+            client.messages.create(**anthropic_body(model="claude-pinned"))
+            assert orjson.loads(upstream.requests()[-1]["body"])["model"] == "claude-pinned-upstream"
+            assert [m.id for m in client.models.list().data] == ["claude-pinned"]
+            assert client.models.retrieve("claude-opus-4-8").id == "claude-opus-4-8"
+            with pytest.raises(anthropic.PermissionDeniedError):
+                client.messages.create(**anthropic_body(model="gpt-4o"))
+        unknown = httpx.post(f"{gw.url}/v1/messages", json=anthropic_body(model="llama-3"), headers={"x-api-key": gw.master_key})
+        assert unknown.status_code == 404
