@@ -49,6 +49,7 @@ from keystile.server.http import (
 from keystile.server.relay import Relay, make_relay
 from keystile.sse import SSEParser
 from keystile.translate.count_tokens import estimate_input_tokens
+from keystile.translate.invalid_request import json_type_name
 from keystile.translate.errors import translate_error_body
 from keystile.translate.response_to_anthropic import chat_response_to_messages
 from keystile.translate.response_to_openai import messages_response_to_chat
@@ -168,47 +169,33 @@ def parse_request(raw: bytes, endpoint: Endpoint, scope: Scope) -> ClientRequest
     except orjson.JSONDecodeError as exc:
         raise GatewayError(ErrorKind.INVALID_REQUEST, f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
-        raise GatewayError(ErrorKind.INVALID_REQUEST, f"The request body must be a JSON object, not {_json_type(body)}.")
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"The request body must be a JSON object, not {json_type_name(body)}.")
     model = body.get("model")
     if model is None:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "model: field required.", param="model")
     if not isinstance(model, str) or not model:
-        raise GatewayError(ErrorKind.INVALID_REQUEST, f"model: expected a non-empty string, got {_json_type(model)}.", param="model")
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"model: expected a non-empty string, got {json_type_name(model)}.", param="model")
     stream = body.get("stream", False)
     if stream is None:
         stream = False
     if not isinstance(stream, bool):
-        raise GatewayError(ErrorKind.INVALID_REQUEST, f"stream: expected a boolean, got {_json_type(stream)}.", param="stream")
+        raise GatewayError(ErrorKind.INVALID_REQUEST, f"stream: expected a boolean, got {json_type_name(stream)}.", param="stream")
     operation = endpoint.operation
     if operation in (Operation.MESSAGES, Operation.CHAT, Operation.COUNT_TOKENS):
         messages = body.get("messages")
         if not isinstance(messages, list):
-            what = "field required" if messages is None else f"expected a list, got {_json_type(messages)}"
+            what = "field required" if messages is None else f"expected a list, got {json_type_name(messages)}"
             raise GatewayError(ErrorKind.INVALID_REQUEST, f"messages: {what}.", param="messages")
     if operation is Operation.MESSAGES:
         max_tokens = body.get("max_tokens")
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-            what = "field required" if max_tokens is None else f"expected an integer, got {_json_type(max_tokens)}"
+            what = "field required" if max_tokens is None else f"expected an integer, got {json_type_name(max_tokens)}"
             raise GatewayError(ErrorKind.INVALID_REQUEST, f"max_tokens: {what}.", param="max_tokens")
     if operation is Operation.EMBEDDINGS and body.get("input") is None:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "input: field required.", param="input")
     if operation in (Operation.COUNT_TOKENS, Operation.EMBEDDINGS):
         stream = False
     return ClientRequest(raw, body, model, stream, scope.get("query_string", b""))
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 class _Call:

@@ -15,19 +15,19 @@ def invalid(message: str, param: str | None = None) -> GatewayError:
 
 def expect_dict(value: object, field: str) -> dict:
     if not isinstance(value, dict):
-        raise invalid(f"{field}: expected an object, got {_type_name(value)}", field)
+        raise invalid(f"{field}: expected an object, got {json_type_name(value)}", field)
     return value
 
 
 def expect_list(value: object, field: str) -> list:
     if not isinstance(value, list):
-        raise invalid(f"{field}: expected an array, got {_type_name(value)}", field)
+        raise invalid(f"{field}: expected an array, got {json_type_name(value)}", field)
     return value
 
 
 def expect_str(value: object, field: str) -> str:
     if not isinstance(value, str):
-        raise invalid(f"{field}: expected a string, got {_type_name(value)}", field)
+        raise invalid(f"{field}: expected a string, got {json_type_name(value)}", field)
     return value
 
 
@@ -39,7 +39,7 @@ def optional_number(value: object, field: str) -> float | int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(f"{field}: expected a number, got {_type_name(value)}", field)
+        raise invalid(f"{field}: expected a number, got {json_type_name(value)}", field)
     return value
 
 
@@ -55,11 +55,12 @@ def optional_bool(value: object, field: str) -> bool | None:
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise invalid(f"{field}: expected true or false, got {_type_name(value)}", field)
+        raise invalid(f"{field}: expected true or false, got {json_type_name(value)}", field)
     return value
 
 
-def _type_name(value: object) -> str:
+def json_type_name(value: object) -> str:
+    """How an error message names a JSON value's type ("a string", "an array", …)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import anthropic
+import openai
 import pytest
 
 from keystile.testing.upstream import MockUpstreamThread, start_in_thread
@@ -36,3 +38,17 @@ def gateway(upstream: MockUpstreamThread) -> Iterator[GatewayProcess]:
 def key(gateway: GatewayProcess) -> str:
     """A fresh virtual key with no limits."""
     return gateway.create_key()
+
+
+@pytest.fixture()
+def claude(gateway: GatewayProcess, key: str) -> Iterator[anthropic.Anthropic]:
+    """The official Anthropic SDK, pointed at the gateway with a fresh virtual key."""
+    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture()
+def gpt(gateway: GatewayProcess, key: str) -> Iterator[openai.OpenAI]:
+    """The official OpenAI SDK, pointed at the gateway with a fresh virtual key."""
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
+        yield client

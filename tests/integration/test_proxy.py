@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
 
 import anthropic
 import httpx
@@ -12,18 +11,6 @@ import orjson
 import pytest
 
 from tests.integration.harness import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_AZURE_KEY, UPSTREAM_OPENAI_KEY, anthropic_body
-
-
-@pytest.fixture()
-def claude(gateway, key) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture()
-def gpt(gateway, key) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
-        yield client
 
 
 def test_anthropic_sdk_create_and_stream(claude, upstream):

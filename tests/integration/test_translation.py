@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import anthropic
 import httpx
@@ -17,18 +16,6 @@ WEATHER_TOOL = {
     "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
 }
 NO_RETRY = {"x-keystile-max-retries": "0"}
-
-
-@pytest.fixture()
-def claude(gateway, key) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture()
-def gpt(gateway, key) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
-        yield client
 
 
 def last_body(upstream) -> dict:
