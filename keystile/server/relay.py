@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+import orjson
+
 from keystile.accounting.meters import AnthropicStreamMeter, OpenAIStreamMeter, is_content_chunk, is_usage_only_chunk
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
@@ -20,8 +22,6 @@ from keystile.errors import error_body, kind_for_status
 from keystile.sse import SSEParser, encode_event
 from keystile.translate.stream_to_anthropic import ChatStreamToMessages
 from keystile.translate.stream_to_openai import MessagesStreamToChat
-
-import orjson
 
 _FINISH_SET = re.compile(rb'"finish_reason"\s*:\s*(?!null)')
 TRUNCATED = "The upstream stream ended before it was complete."
@@ -51,14 +51,15 @@ def _looks_like_json_object(data: bytes) -> bool:
     return data[:1] == b"{" and data.rstrip()[-1:] == b"}"
 
 
-class AnthropicPassthrough:
-    """Anthropic upstream, Anthropic client: events forwarded byte for byte."""
+class _Passthrough:
+    """Same format on both sides: complete events are forwarded as received, a meter reads usage."""
 
     __slots__ = ("parser", "meter", "done", "failed", "content_events")
+    error_event: str | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, meter: AnthropicStreamMeter | OpenAIStreamMeter) -> None:
         self.parser = SSEParser()
-        self.meter = AnthropicStreamMeter()
+        self.meter = meter
         self.done = False
         self.failed = False
         self.content_events = 0
@@ -66,6 +67,37 @@ class AnthropicPassthrough:
     @property
     def usage(self) -> Usage:
         return self.meter.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        if self.done:
+            return b""
+        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
+        if self.done:
+            return tail
+        return tail + self._unterminated()
+
+    def _unterminated(self) -> bytes:
+        return self.fail(502, TRUNCATED)
+
+    def fail(self, status: int, message: str) -> bytes:
+        if self.done:
+            return b""
+        self.done = self.failed = True
+        fmt = ApiFormat.ANTHROPIC if self.error_event else ApiFormat.OPENAI
+        return encode_event(orjson.dumps(error_body(fmt, kind_for_status(status), message)), self.error_event)
+
+
+class AnthropicPassthrough(_Passthrough):
+    """Anthropic upstream, Anthropic client: events forwarded byte for byte."""
+
+    __slots__ = ()
+    error_event = "error"
+
+    def __init__(self) -> None:
+        super().__init__(AnthropicStreamMeter())
 
     def feed(self, chunk: bytes) -> bytes:
         if self.done:
@@ -86,46 +118,25 @@ class AnthropicPassthrough:
                 break
         return b"".join(out)
 
-    def end(self) -> bytes:
-        if self.done:
-            return b""
-        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
-        if self.done:
-            return tail
-        return tail + self.fail(502, TRUNCATED)
 
-    def fail(self, status: int, message: str) -> bytes:
-        if self.done:
-            return b""
-        self.done = self.failed = True
-        return encode_event(orjson.dumps(error_body(ApiFormat.ANTHROPIC, kind_for_status(status), message)), "error")
-
-
-class OpenAIPassthrough:
+class OpenAIPassthrough(_Passthrough):
     """OpenAI upstream, OpenAI client: chunks forwarded byte for byte.
 
     keystile always asks the upstream for the final usage chunk; when the client did not,
     that one chunk is dropped so the client sees exactly the stream it asked for.
     """
 
-    __slots__ = ("parser", "meter", "done", "failed", "strip_usage", "content_events")
+    __slots__ = ("strip_usage",)
 
     def __init__(self, *, client_wants_usage: bool) -> None:
-        self.parser = SSEParser()
-        self.meter = OpenAIStreamMeter()
-        self.done = False
-        self.failed = False
-        self.content_events = 0
+        super().__init__(OpenAIStreamMeter())
         self.strip_usage = not client_wants_usage
-
-    @property
-    def usage(self) -> Usage:
-        return self.meter.usage
 
     def feed(self, chunk: bytes) -> bytes:
         if self.done:
             return b""
         out = []
+        meter = self.meter
         for event in self.parser.feed(chunk):
             data = event.data
             if data == b"[DONE]":
@@ -135,10 +146,10 @@ class OpenAIPassthrough:
             if data and not _looks_like_json_object(data):
                 out.append(self.fail(502, MALFORMED))
                 break
-            self.meter.observe(data)
+            meter.observe(data)
             if is_content_chunk(data):
                 self.content_events += 1
-            if self.meter.error is not None:
+            if meter.error is not None:
                 out.append(event.raw)
                 self.done = self.failed = True
                 break
@@ -147,32 +158,21 @@ class OpenAIPassthrough:
             out.append(event.raw)
         return b"".join(out)
 
-    def end(self) -> bytes:
-        if self.done:
-            return b""
-        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
-        if self.done:
-            return tail
+    def _unterminated(self) -> bytes:
         if self.meter.finish_reason is not None:  # complete, the server just never sent [DONE]
             self.done = True
-            return tail + b"data: [DONE]\n\n"
-        return tail + self.fail(502, TRUNCATED)
-
-    def fail(self, status: int, message: str) -> bytes:
-        if self.done:
-            return b""
-        self.done = self.failed = True
-        return encode_event(orjson.dumps(error_body(ApiFormat.OPENAI, kind_for_status(status), message)))
+            return b"data: [DONE]\n\n"
+        return self.fail(502, TRUNCATED)
 
 
-class OpenAIToAnthropic:
-    """OpenAI upstream, Anthropic client."""
+class _Translating:
+    """Different formats: each upstream event goes through a ``translate.stream_to_*`` state machine."""
 
     __slots__ = ("parser", "translator", "upstream_done", "failed", "content_events")
 
-    def __init__(self) -> None:
+    def __init__(self, translator: ChatStreamToMessages | MessagesStreamToChat) -> None:
         self.parser = SSEParser()
-        self.translator = ChatStreamToMessages()
+        self.translator = translator
         self.upstream_done = False
         self.failed = False
         self.content_events = 0
@@ -180,6 +180,32 @@ class OpenAIToAnthropic:
     @property
     def usage(self) -> Usage:
         return self.translator.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
+        if self.translator.finished:
+            return tail
+        if self.upstream_done:
+            return tail + self.translator.finish()
+        return tail + self.fail(502, TRUNCATED)
+
+    def fail(self, status: int, message: str) -> bytes:
+        if self.translator.finished:
+            return b""
+        self.failed = True
+        return self.translator.fail(status, message)
+
+
+class OpenAIToAnthropic(_Translating):
+    """OpenAI upstream, Anthropic client."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(ChatStreamToMessages())
 
     def feed(self, chunk: bytes) -> bytes:
         translator = self.translator
@@ -205,36 +231,14 @@ class OpenAIToAnthropic:
             out.append(produced)
         return b"".join(out)
 
-    def end(self) -> bytes:
-        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
-        if self.translator.finished:
-            return tail
-        if self.upstream_done:
-            return tail + self.translator.finish()
-        return tail + self.fail(502, TRUNCATED)
 
-    def fail(self, status: int, message: str) -> bytes:
-        if self.translator.finished:
-            return b""
-        self.failed = True
-        return self.translator.fail(status, message)
-
-
-class AnthropicToOpenAI:
+class AnthropicToOpenAI(_Translating):
     """Anthropic upstream, OpenAI client."""
 
-    __slots__ = ("parser", "translator", "upstream_done", "failed", "content_events")
+    __slots__ = ()
 
     def __init__(self, *, client_wants_usage: bool) -> None:
-        self.parser = SSEParser()
-        self.translator = MessagesStreamToChat(include_usage=client_wants_usage)
-        self.upstream_done = False
-        self.failed = False
-        self.content_events = 0
-
-    @property
-    def usage(self) -> Usage:
-        return self.translator.usage
+        super().__init__(MessagesStreamToChat(include_usage=client_wants_usage))
 
     def feed(self, chunk: bytes) -> bytes:
         translator = self.translator
@@ -253,20 +257,6 @@ class AnthropicToOpenAI:
                 self.failed = True
             out.append(translator.feed(event.event, event.data))
         return b"".join(out)
-
-    def end(self) -> bytes:
-        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
-        if self.translator.finished:
-            return tail
-        if self.upstream_done:
-            return tail + self.translator.finish()
-        return tail + self.fail(502, TRUNCATED)
-
-    def fail(self, status: int, message: str) -> bytes:
-        if self.translator.finished:
-            return b""
-        self.failed = True
-        return self.translator.fail(status, message)
 
 
 def make_relay(client: ApiFormat, wire: ApiFormat, *, client_wants_usage: bool) -> Relay:
