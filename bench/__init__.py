@@ -1,0 +1,1 @@
+"""keystile's benchmark: ``python -m bench`` (``make bench``); see bench/README.md."""
