@@ -22,7 +22,7 @@ CREDENTIAL_HEADERS: tuple[str, ...] = (
     "x-api-key",
     "x-goog-api-key",
 )
-_HEADER_SET = frozenset(CREDENTIAL_HEADERS)
+_HEADER_NAMES = {name.encode(): name for name in CREDENTIAL_HEADERS}
 QUERY_KEY_SOURCE = "?key="
 
 
@@ -57,6 +57,9 @@ class Credentials:
     upstream: UpstreamCredential | None
     examined: tuple[str, ...]
     """Names of the credential headers that were present, in precedence order (for 401 messages)."""
+
+
+_NOTHING = Credentials((), None, ())
 
 
 def upstream_credential_kind(value: str) -> UpstreamCredentialKind | None:
@@ -95,12 +98,13 @@ def resolve_credentials(
     ``key`` query parameter of Gemini-style routes; it ranks after every header.
     """
     found: dict[str, str] = {}
+    names = _HEADER_NAMES
     for raw_name, raw_value in headers:
-        if len(raw_name) > 17:  # longest credential header name is 17 bytes
-            continue
-        name = raw_name.decode("latin-1").lower()
-        if name in _HEADER_SET and name not in found:
+        name = names.get(raw_name)  # ASGI header names are lowercase bytes
+        if name is not None and name not in found:
             found[name] = raw_value.decode("latin-1")
+    if not found and query_key is None:
+        return _NOTHING
 
     candidates: list[Candidate] = []
     upstream: UpstreamCredential | None = None

@@ -1,13 +1,16 @@
 """Prometheus metrics at ``/metrics``: traffic, tokens, spend, gateway overhead, degraded states.
 
-Label children are cached so an update costs about a microsecond. Labels are model names
-and status codes only — never keys, aliases or anything secret. With several workers the
-``serve`` command sets ``PROMETHEUS_MULTIPROC_DIR`` so every worker's samples are merged.
+The per-request figures (requests, tokens, spend, overhead) are tallied in plain dicts and
+lists on the hot path — a few additions — and folded into the Prometheus objects once a
+second and before every scrape. Labels are model names and status codes only — never
+keys, aliases or anything secret. With several workers the ``serve`` command sets
+``PROMETHEUS_MULTIPROC_DIR`` so every worker's samples are merged.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -51,33 +54,51 @@ class Metrics:
         self.key_cache_invalidations = Counter(
             "keystile_key_cache_invalidations", "Key-cache drops caused by changes made elsewhere, by how they arrived", ["source"], registry=r
         )
-        self._request_children: dict[tuple[str, int], Counter] = {}
-        self._token_children: dict[str, tuple[Counter, Counter, Counter, Counter, Counter]] = {}
+        # Tallies since the last fold: (model, status) → requests; model → [input, output,
+        # cache_read, cache_write, usd]; overhead bucket counts (last one: +Inf) and sum.
+        self._requests: dict[tuple[str, int], int] = {}
+        self._usage: dict[str, list[float]] = {}
+        self._overhead_counts = [0] * (len(OVERHEAD_BUCKETS) + 1)
+        self._overhead_sum = 0.0
 
     def request_done(self, model: str, status: int, usage: Usage, cost: float) -> None:
-        child = self._request_children.get((model, status))
-        if child is None:
-            child = self._request_children[(model, status)] = self.requests.labels(model, str(status))
-        child.inc()
-        if usage.total_tokens:
-            children = self._token_children.get(model)
-            if children is None:
-                children = self._token_children[model] = (
-                    self.tokens.labels(model, "input"),
-                    self.tokens.labels(model, "output"),
-                    self.tokens.labels(model, "cache_read"),
-                    self.tokens.labels(model, "cache_write"),
-                    self.spend.labels(model),
-                )
-            children[0].inc(usage.input_tokens)
-            children[1].inc(usage.output_tokens)
-            children[2].inc(usage.cache_read_tokens)
-            children[3].inc(usage.cache_write_tokens)
-            if cost:
-                children[4].inc(cost)
+        key = (model, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        if usage.total_tokens or cost:
+            tally = self._usage.get(model)
+            if tally is None:
+                tally = self._usage[model] = [0, 0, 0, 0, 0.0]
+            tally[0] += usage.input_tokens
+            tally[1] += usage.output_tokens
+            tally[2] += usage.cache_read_tokens
+            tally[3] += usage.cache_write_tokens
+            tally[4] += cost
 
     def observe_overhead(self, seconds: float) -> None:
-        self.overhead.observe(seconds)
+        self._overhead_counts[bisect_left(OVERHEAD_BUCKETS, seconds)] += 1
+        self._overhead_sum += seconds
+
+    def fold(self) -> None:
+        """Move the tallies into the Prometheus objects (once a second, and before a scrape)."""
+        requests, self._requests = self._requests, {}
+        for (model, status), count in requests.items():
+            self.requests.labels(model, str(status)).inc(count)
+        usage, self._usage = self._usage, {}
+        for model, (tokens_in, tokens_out, cache_read, cache_write, usd) in usage.items():
+            for kind, amount in (("input", tokens_in), ("output", tokens_out), ("cache_read", cache_read), ("cache_write", cache_write)):
+                if amount:
+                    self.tokens.labels(model, kind).inc(amount)
+            if usd:
+                self.spend.labels(model).inc(usd)
+        counts, self._overhead_counts = self._overhead_counts, [0] * (len(OVERHEAD_BUCKETS) + 1)
+        if any(counts):
+            # prometheus_client has no bulk observe; its buckets are per-bound counters (le, not
+            # cumulative), which is exactly what was counted here.
+            for index, count in enumerate(counts):
+                if count:
+                    self.overhead._buckets[index].inc(count)
+            self.overhead._sum.inc(self._overhead_sum)
+            self._overhead_sum = 0.0
 
     def spend_pending(self, rows: int) -> None:
         self.spend_pending_rows.set(rows)
@@ -101,6 +122,7 @@ class Metrics:
         self.deployment_cooldown.labels(deployment).set(1 if cooling else 0)
 
     def render(self) -> bytes:
+        self.fold()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Sequence
 
+from keystile.apiformat import ApiFormat
 from keystile.auth import Identity
 from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.budgets import Entity, Ledger
@@ -182,59 +183,64 @@ def rate_checks(identity: Identity, model: str) -> list[RateCheck]:
     return checks
 
 
+def limit_headers(fmt: ApiFormat | None, kind: str, limit: int, remaining: int, reset: float, now: float) -> list[tuple[bytes, bytes]]:
+    """Rate-limit headers for ``kind`` (``requests`` | ``tokens``) in ``fmt``'s style, or both styles for None.
+
+    OpenAI style: ``x-ratelimit-{limit,remaining,reset}-<kind>`` with the reset as a duration;
+    Anthropic style: ``anthropic-ratelimit-<kind>-{limit,remaining,reset}`` with an RFC 3339 time.
+    """
+    out: list[tuple[bytes, bytes]] = []
+    limit_text, remaining_text = str(limit).encode(), str(max(remaining, 0)).encode()
+    if fmt is not ApiFormat.ANTHROPIC:
+        out += [
+            (b"x-ratelimit-limit-" + kind.encode(), limit_text),
+            (b"x-ratelimit-remaining-" + kind.encode(), remaining_text),
+            (b"x-ratelimit-reset-" + kind.encode(), f"{math.ceil(max(reset, 0.0))}s".encode()),
+        ]
+    if fmt is not ApiFormat.OPENAI:
+        prefix = b"anthropic-ratelimit-" + kind.encode()
+        out += [
+            (prefix + b"-limit", limit_text),
+            (prefix + b"-remaining", remaining_text),
+            (prefix + b"-reset", _rfc3339(now + max(reset, 0.0)).encode()),
+        ]
+    return out
+
+
 def quota_headers_for_refusal(check: RateCheck, limit: str, retry: int) -> list[tuple[str, str]]:
+    """Both header styles on a 429: the refusal is made before the client's format matters."""
     if limit == "rpm" and check.rpm is not None:
-        return [
-            ("x-ratelimit-limit-requests", str(check.rpm)),
-            ("x-ratelimit-remaining-requests", "0"),
-            ("x-ratelimit-reset-requests", f"{retry}s"),
-            ("anthropic-ratelimit-requests-limit", str(check.rpm)),
-            ("anthropic-ratelimit-requests-remaining", "0"),
-            ("anthropic-ratelimit-requests-reset", _rfc3339(time.time() + retry)),
-        ]
-    if limit == "tpm" and check.tpm is not None:
-        return [
-            ("x-ratelimit-limit-tokens", str(check.tpm)),
-            ("x-ratelimit-remaining-tokens", "0"),
-            ("x-ratelimit-reset-tokens", f"{retry}s"),
-            ("anthropic-ratelimit-tokens-limit", str(check.tpm)),
-            ("anthropic-ratelimit-tokens-remaining", "0"),
-            ("anthropic-ratelimit-tokens-reset", _rfc3339(time.time() + retry)),
-        ]
-    return []
+        headers = limit_headers(None, "requests", check.rpm, 0, retry, time.time())
+    elif limit == "tpm" and check.tpm is not None:
+        headers = limit_headers(None, "tokens", check.tpm, 0, retry, time.time())
+    else:
+        return []
+    return [(name.decode(), value.decode()) for name, value in headers]
 
 
-def quota_headers(quota: Quota | None) -> list[tuple[bytes, bytes]]:
-    """Remaining-quota headers in both styles for a successful response (clients pace themselves)."""
+def quota_headers(quota: Quota | None, fmt: ApiFormat) -> list[tuple[bytes, bytes]]:
+    """What remains of the tightest limits, in the client's style, on a successful response."""
     if quota is None:
         return []
     out: list[tuple[bytes, bytes]] = []
     now = time.time()
     if quota.rpm_limit is not None:
-        reset = max(quota.rpm_reset, 0.0)
-        out += [
-            (b"x-ratelimit-limit-requests", str(quota.rpm_limit).encode()),
-            (b"x-ratelimit-remaining-requests", str(max(quota.rpm_remaining or 0, 0)).encode()),
-            (b"x-ratelimit-reset-requests", f"{math.ceil(reset)}s".encode()),
-            (b"anthropic-ratelimit-requests-limit", str(quota.rpm_limit).encode()),
-            (b"anthropic-ratelimit-requests-remaining", str(max(quota.rpm_remaining or 0, 0)).encode()),
-            (b"anthropic-ratelimit-requests-reset", _rfc3339(now + reset).encode()),
-        ]
+        out += limit_headers(fmt, "requests", quota.rpm_limit, quota.rpm_remaining or 0, quota.rpm_reset, now)
     if quota.tpm_limit is not None:
-        reset = max(quota.tpm_reset, 0.0)
-        out += [
-            (b"x-ratelimit-limit-tokens", str(quota.tpm_limit).encode()),
-            (b"x-ratelimit-remaining-tokens", str(max(quota.tpm_remaining or 0, 0)).encode()),
-            (b"x-ratelimit-reset-tokens", f"{math.ceil(reset)}s".encode()),
-            (b"anthropic-ratelimit-tokens-limit", str(quota.tpm_limit).encode()),
-            (b"anthropic-ratelimit-tokens-remaining", str(max(quota.tpm_remaining or 0, 0)).encode()),
-            (b"anthropic-ratelimit-tokens-reset", _rfc3339(now + reset).encode()),
-        ]
+        out += limit_headers(fmt, "tokens", quota.tpm_limit, quota.tpm_remaining or 0, quota.tpm_reset, now)
     return out
 
 
+_rfc3339_cache: tuple[int, str] = (0, "")
+
+
 def _rfc3339(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    """RFC 3339 UTC to the second, remembered for the current second (it is on every response)."""
+    global _rfc3339_cache
+    second = int(ts)
+    if _rfc3339_cache[0] != second:
+        _rfc3339_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _rfc3339_cache[1]
 
 
 def _reset_note(ledger: Ledger, entity: Entity, now: float) -> str:

@@ -8,31 +8,37 @@ re-encoded, which orjson does faithfully in about a microsecond.
 
 from __future__ import annotations
 
-import re
-
 import orjson
 
 from keystile.apiformat import ApiFormat
 from keystile.translate.request_to_anthropic import chat_request_to_messages
 from keystile.translate.request_to_openai import messages_request_to_chat
 
-# An unescaped "model" followed by a colon can only be an object key: inside JSON strings
-# every quote is escaped.
-_MODEL_KEY = re.compile(rb'(?<!\\)"model"\s*:\s*')
-_STRING_END = re.compile(rb'(?<!\\)(?:\\\\)*"')
+_MODEL_KEY = b'"model"'
+_SPACE = b" \t\r\n"
 
 
 def rename_model(raw: bytes, parsed: dict, new_model: str) -> bytes:
-    """``raw`` with the top-level model value replaced by ``new_model``."""
+    """``raw`` with the top-level model value replaced by ``new_model``.
+
+    Inside a JSON string every quote is escaped, so an unescaped ``"model"`` followed by a
+    colon can only be a key; when it occurs exactly once it is the top-level one.
+    """
     if parsed.get("model") == new_model:
         return raw
-    matches = list(_MODEL_KEY.finditer(raw))
-    if len(matches) == 1:
-        start = matches[0].end()
-        if raw[start:start + 1] == b'"':
-            end = _string_end(raw, start + 1)
-            if end is not None:
-                return raw[:start] + orjson.dumps(new_model) + raw[end:]
+    if raw.count(_MODEL_KEY) == 1:
+        start = raw.find(_MODEL_KEY) + len(_MODEL_KEY)
+        length = len(raw)
+        while start < length and raw[start] in _SPACE:
+            start += 1
+        if start < length and raw[start] == 0x3A:  # ':'
+            start += 1
+            while start < length and raw[start] in _SPACE:
+                start += 1
+            if raw[start:start + 1] == b'"':
+                end = _string_end(raw, start + 1)
+                if end is not None:
+                    return raw[:start] + orjson.dumps(new_model) + raw[end:]
     return orjson.dumps({**parsed, "model": new_model})
 
 

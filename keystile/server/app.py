@@ -125,6 +125,7 @@ class Gateway:
         self.writer.start()
         self._revision = await self.store.auth_revision()
         self._tasks.append(asyncio.create_task(self._poll_revision(), name="keystile-revision-poll"))
+        self._tasks.append(asyncio.create_task(self._fold_metrics(), name="keystile-metrics-fold"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -136,11 +137,18 @@ class Gateway:
                 pass
         if self.writer is not None:
             await self.writer.close()
+        self.metrics.fold()
         if self.shared is not None:
             await self.shared.close()
         await self.upstream.aclose()
         if self.store is not None:
             await self.store.close()
+
+    async def _fold_metrics(self) -> None:
+        """Per-request metrics are tallied cheaply; publish them once a second (scrapes fold too)."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.metrics.fold()
 
     async def _poll_revision(self) -> None:
         """Drop cached keys when another process changed keys, users or teams."""

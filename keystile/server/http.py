@@ -88,25 +88,46 @@ class DisconnectWatch:
     """Cancels the request's task the moment the client disconnects.
 
     Some servers keep accepting ``send`` after the peer is gone, so the only reliable
-    signal is ``http.disconnect`` from ``receive``; waiting for it in a side task lets a
-    vanished client stop the upstream call at once, streaming or not.
+    signal is ``http.disconnect`` from ``receive``. Once the body has been read, the next
+    ``receive`` resolves only on disconnect: a done-callback on it (or, where ``receive``
+    returns a plain coroutine, a side task) cancels the request, so a vanished client stops
+    the upstream call at once, streaming or not. granian's ``receive`` returns a future, so
+    no task is created per request there.
     """
 
-    __slots__ = ("disconnected", "_task")
+    __slots__ = ("disconnected", "_pending", "_target", "_receive", "_rearms")
 
     def __init__(self, receive: Receive) -> None:
         self.disconnected = False
-        target = asyncio.current_task()
-        self._task = asyncio.get_running_loop().create_task(self._watch(receive, target))
+        self._target = asyncio.current_task()
+        self._receive = receive
+        self._rearms = 0
+        self._arm()
 
-    async def _watch(self, receive: Receive, target: asyncio.Task | None) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self.disconnected = True
-                if target is not None:
-                    target.cancel()
-                return
+    def _arm(self) -> None:
+        pending = self._receive()
+        if not asyncio.isfuture(pending):
+            pending = asyncio.ensure_future(pending)
+        self._pending = pending
+        pending.add_done_callback(self._resolved)
+
+    def _resolved(self, pending: asyncio.Future) -> None:
+        if pending.cancelled():
+            return
+        try:
+            message = pending.result()
+        except Exception:  # the server tore the connection down: same as a disconnect
+            message = {"type": "http.disconnect"}
+        if message.get("type") == "http.disconnect":
+            self.disconnected = True
+            if self._target is not None:
+                self._target.cancel()
+        elif self._rearms < 8:  # a stray empty body message: keep listening
+            self._rearms += 1
+            self._arm()
 
     def stop(self) -> None:
-        self._task.cancel()
+        pending = self._pending
+        if not pending.done():
+            pending.remove_done_callback(self._resolved)
+            pending.cancel()

@@ -373,7 +373,7 @@ class _Call:
         plan = self.plan
         deployment = self.deployment
         out: list[tuple[bytes, bytes]] = []
-        ours = quota_headers(self.grant.quota)
+        ours = quota_headers(self.grant.quota, self.fmt)
         if response is not None:
             our_names = {name for name, _ in ours}
             for name, value in response.headers:

@@ -13,9 +13,16 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, AsyncIterator, Protocol, Sequence
+from typing import Any, AsyncIterator, NamedTuple, Protocol, Sequence
 
 Statement = tuple[str, Sequence[Any]]
+
+
+class Many(NamedTuple):
+    """One statement run for many parameter rows (``executemany``) inside a transaction."""
+
+    sql: str
+    rows: Sequence[Sequence[Any]]
 
 
 class DatabaseUnavailable(Exception):
@@ -38,8 +45,8 @@ class Database(Protocol):
         """Run one statement; returns the number of rows it changed."""
         ...
 
-    async def transaction(self, statements: Sequence[Statement]) -> list[list[tuple]]:
-        """Run ``statements`` in one transaction; returns each statement's rows (for RETURNING)."""
+    async def transaction(self, statements: Sequence[Statement | Many]) -> list[list[tuple]]:
+        """Run ``statements`` in one transaction; returns each statement's rows (for RETURNING; [] for ``Many``)."""
         ...
 
     async def run_script(self, script: str) -> None:
@@ -103,11 +110,14 @@ class SQLiteDatabase:
     def _execute(self, sql: str, params: Sequence[Any]) -> int:
         return self._connect().execute(sql, params).rowcount
 
-    def _transaction(self, statements: Sequence[Statement]) -> list[list[tuple]]:
+    def _transaction(self, statements: Sequence[Statement | Many]) -> list[list[tuple]]:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = [conn.execute(sql, params).fetchall() for sql, params in statements]
+            results = [
+                (conn.executemany(s.sql, s.rows) and []) if isinstance(s, Many) else conn.execute(*s).fetchall()
+                for s in statements
+            ]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -134,7 +144,7 @@ class SQLiteDatabase:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return await self._run(self._execute, sql, params)
 
-    async def transaction(self, statements: Sequence[Statement]) -> list[list[tuple]]:
+    async def transaction(self, statements: Sequence[Statement | Many]) -> list[list[tuple]]:
         return await self._run(self._transaction, statements)
 
     async def run_script(self, script: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Sequence
 
 import asyncpg
 
-from keystile.store.database import DatabaseUnavailable, IntegrityViolation, Statement, split_statements
+from keystile.store.database import DatabaseUnavailable, IntegrityViolation, Many, Statement, split_statements
 
 log = logging.getLogger("keystile.store")
 
@@ -118,10 +118,18 @@ class PostgresDatabase:
         async with self._connection() as conn:
             return _rowcount(await conn.execute(to_dollar_params(sql), *params))
 
-    async def transaction(self, statements: Sequence[Statement]) -> list[list[tuple]]:
+    async def transaction(self, statements: Sequence[Statement | Many]) -> list[list[tuple]]:
         async with self._connection() as conn:
             async with conn.transaction():
-                return [[tuple(r) for r in await conn.fetch(to_dollar_params(sql), *params)] for sql, params in statements]
+                results: list[list[tuple]] = []
+                for statement in statements:
+                    if isinstance(statement, Many):
+                        await conn.executemany(to_dollar_params(statement.sql), statement.rows)
+                        results.append([])
+                    else:
+                        sql, params = statement
+                        results.append([tuple(r) for r in await conn.fetch(to_dollar_params(sql), *params)])
+                return results
 
     async def run_script(self, script: str) -> None:
         async with self._connection() as conn:

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence, TypeVar
 
 import orjson
 
-from keystile.store.database import Database, Statement, open_database
+from keystile.store.database import Database, Many, Statement, open_database
 from keystile.store.migrations import migrate
 from keystile.store.records import KeyRecord, SpendLogRow, TeamRecord, UserRecord, column_names
 
@@ -51,6 +51,16 @@ def _from_db(column: str, value: Any) -> Any:
     if column in _BOOL_COLUMNS:
         return bool(value)
     return value
+
+
+def _spend_row(row: SpendLogRow) -> tuple:
+    """A spend-log row's parameters, in ``SPEND_COLUMNS`` order (``stream`` is the only boolean)."""
+    return (
+        row.request_id, row.ts, row.token_hash, row.key_alias, row.user_id, row.team_id, row.model,
+        row.model_group, row.deployment, row.provider, row.input_tokens, row.output_tokens,
+        row.cache_read_tokens, row.cache_write_tokens, row.cost, row.status, row.latency_ms,
+        1 if row.stream else 0, row.attempts, row.request_content, row.response_content,
+    )
 
 
 def _record(table: _Table, row: Sequence[Any]) -> Any:
@@ -312,7 +322,7 @@ class Store:
         The totals include what every other process has written, which is how each process
         learns the shared spend without a read on the request path.
         """
-        statements: list[Statement] = []
+        statements: list[Statement | Many] = []
         order: list[tuple[str, str]] = []
         touched = dict.fromkeys([*batch.resets, *batch.increments])
         for entity in touched:
@@ -340,13 +350,12 @@ class Store:
         if batch.rows:
             marks = ", ".join("?" for _ in SPEND_COLUMNS)
             sql = f"INSERT INTO spend_logs ({', '.join(SPEND_COLUMNS)}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"
-            for row in batch.rows:
-                statements.append((sql, [_to_db(c, getattr(row, c)) for c in SPEND_COLUMNS]))
+            statements.append(Many(sql, [_spend_row(row) for row in batch.rows]))
         if not statements:
             return {}
         results = await self.db.transaction(statements)
         totals: dict[tuple[str, str], tuple[float, float | None]] = {}
-        returning = [r for (sql, _), r in zip(statements, results) if "RETURNING spend" in sql]
+        returning = [r for s, r in zip(statements, results) if not isinstance(s, Many) and "RETURNING spend" in s[0]]
         for entity, rows in zip(order, returning):
             if rows:
                 totals[entity] = (float(rows[0][0]), rows[0][1])

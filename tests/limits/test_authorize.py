@@ -129,11 +129,21 @@ def test_rate_checks_cover_key_model_user_and_team():
     assert rate_checks(identity(), "m") == []
 
 
-def test_success_quota_headers_in_both_styles():
+def test_success_quota_headers_in_the_clients_style():
     authorizer = Authorizer(Ledger(), LocalCounters())
     grant = admit(authorizer, identity(key={"rpm_limit": 5, "tpm_limit": 1000}))
-    headers = {k.decode(): v.decode() for k, v in quota_headers(grant.quota)}
-    assert headers["x-ratelimit-remaining-requests"] == headers["anthropic-ratelimit-requests-remaining"] == "4"
-    assert headers["x-ratelimit-remaining-tokens"] == headers["anthropic-ratelimit-tokens-remaining"] == "1000"
-    assert headers["x-ratelimit-reset-requests"] == "60s"
-    assert quota_headers(None) == []
+    openai_style = {k.decode(): v.decode() for k, v in quota_headers(grant.quota, ApiFormat.OPENAI)}
+    assert openai_style == {
+        "x-ratelimit-limit-requests": "5",
+        "x-ratelimit-remaining-requests": "4",
+        "x-ratelimit-reset-requests": "60s",
+        "x-ratelimit-limit-tokens": "1000",
+        "x-ratelimit-remaining-tokens": "1000",
+        "x-ratelimit-reset-tokens": "60s",
+    }
+    anthropic_style = {k.decode(): v.decode() for k, v in quota_headers(grant.quota, ApiFormat.ANTHROPIC)}
+    assert set(anthropic_style) == {
+        f"anthropic-ratelimit-{kind}-{field}" for kind in ("requests", "tokens") for field in ("limit", "remaining", "reset")
+    }
+    assert anthropic_style["anthropic-ratelimit-requests-remaining"] == "4"
+    assert quota_headers(None, ApiFormat.OPENAI) == []
