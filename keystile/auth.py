@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from keystile.credentials import QUERY_KEY_SOURCE, Candidate, Credentials, UpstreamCredentialKind, mask
@@ -55,6 +55,9 @@ class Identity:
     key: KeyRecord | None = None
     user: UserRecord | None = None
     team: TeamRecord | None = None
+    memo: dict = field(default_factory=dict)
+    """Per-model admission facts derived from these records; shared by every request with the
+    same cache entry, so they are worked out once and dropped when the entry is."""
 
     @property
     def alias(self) -> str | None:
@@ -67,6 +70,7 @@ class CachedKey:
     user: UserRecord | None
     team: TeamRecord | None
     expires: float
+    memo: dict = field(default_factory=dict)
 
 
 class KeyCache:
@@ -188,7 +192,7 @@ class Authenticator:
                 continue
             reason = self._refusal(entry)
             if reason is None:
-                return Identity(token_hash, candidate.source, key=entry.key, user=entry.user, team=entry.team)
+                return Identity(token_hash, candidate.source, key=entry.key, user=entry.user, team=entry.team, memo=entry.memo)
             refusals.append(f"{_describe(candidate)} {reason}")
         if unavailable is not None:
             raise unavailable

@@ -75,13 +75,37 @@ class Authorizer:
                     param="model",
                 )
 
+    def _plan(self, identity: Identity, model: str, now: float) -> "_AdmissionPlan":
+        """What admitting ``identity`` to ``model`` involves, worked out once per cached key entry."""
+        plan = identity.memo.get(model)
+        if plan is None:
+            try:
+                self.check_model(identity, model)
+                refusal = None
+            except GatewayError as error:
+                refusal = error
+            entities = entities_of(identity)
+            records = tuple(r for r in (identity.key, identity.user, identity.team) if r is not None)
+            for entity, record in zip(entities, records):
+                self.ledger.track(entity, record, now)  # new records: refresh the budget limits
+            checks = rate_checks(identity, model)
+            plan = _AdmissionPlan(refusal, entities, records, checks, tuple(c.scope for c in checks if c.tpm is not None))
+            if len(identity.memo) < 256:  # model names are the client's choice: keep it bounded
+                identity.memo[model] = plan
+        else:
+            states = self.ledger.states
+            for entity, record in zip(plan.entities, plan.records):
+                if entity not in states:  # forgotten after an admin change
+                    self.ledger.track(entity, record, now)
+        return plan
+
     async def admit(self, identity: Identity, model: str, now: float) -> Grant:
         if identity.is_master:
             return Grant()
-        self.check_model(identity, model)
-        entities = entities_of(identity)
-        for entity, record in zip(entities, (r for r in (identity.key, identity.user, identity.team) if r is not None)):
-            self.ledger.track(entity, record, now)
+        plan = self._plan(identity, model, now)
+        if plan.refusal is not None:
+            raise GatewayError(plan.refusal.kind, plan.refusal.message, param=plan.refusal.param)
+        entities = plan.entities
         refusal, warnings = self.ledger.check(entities, now)
         if refusal is not None:
             kind, ident = refusal.entity
@@ -91,13 +115,10 @@ class Authorizer:
                 f"Budget exceeded: the {who} has spent ${refusal.spend:.4f} of its ${refusal.limit:.4f} budget"
                 + _reset_note(self.ledger, refusal.entity, now),
             )
-        checks = rate_checks(identity, model)
-        grant = Grant(entities=entities, token_scopes=tuple(c.scope for c in checks if c.tpm is not None))
-        grant.warnings = [
-            f"{kind} soft budget ${w.limit:.4f} reached (spent ${w.spend:.4f})"
-            for w in warnings
-            for kind in (w.entity[0],)
-        ]
+        checks = plan.checks
+        grant = Grant(entities=entities, token_scopes=plan.token_scopes)
+        if warnings:
+            grant.warnings = [f"{w.entity[0]} soft budget ${w.limit:.4f} reached (spent ${w.spend:.4f})" for w in warnings]
         if self.shared_budgets is not None:
             grant.reservation = await self._reserve(entities, now)
         if checks:
@@ -149,6 +170,16 @@ class Authorizer:
             await self.shared_budgets.settle(reservation, cost)  # type: ignore[union-attr]
         if grant.token_scopes and tokens:
             await self.counters.add_tokens(grant.token_scopes, tokens, now)
+
+
+@dataclass(slots=True)
+class _AdmissionPlan:
+    refusal: GatewayError | None
+    """The model is not allowed for this identity."""
+    entities: tuple[Entity, ...]
+    records: tuple[object, ...]
+    checks: list[RateCheck]
+    token_scopes: tuple[str, ...]
 
 
 def _model_lists(identity: Identity) -> list[tuple[str, list[str]]]:
