@@ -98,7 +98,7 @@ def test_litellm_config_is_read_as_is(tmp_path, upstream):
 
 
 def test_master_key_generated_once_and_only_its_hash_stored(tmp_path, upstream):
-    config = f"models:\n  - name: m\n    provider: mock\n"
+    config = "models:\n  - name: m\n    provider: mock\n"
     first = GatewayProcess(config, workdir=tmp_path, master_key=None)
     with first:
         pass

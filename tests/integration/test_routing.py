@@ -70,26 +70,15 @@ def routing_config(up: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gw(upstream: MockUpstreamThread) -> Iterator[GatewayProcess]:
+def gateway(upstream: MockUpstreamThread) -> Iterator[GatewayProcess]:
+    """This module's gateway (conftest's ``key``, ``claude`` and ``gpt`` fixtures use it)."""
     with GatewayProcess(routing_config(upstream.url)) as gateway:
         yield gateway
 
 
-@pytest.fixture()
-def key(gw: GatewayProcess) -> str:
-    return gw.create_key()
-
-
-@pytest.fixture()
-def claude(gw: GatewayProcess, key: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0) as client:
-        yield client
-
-
-@pytest.fixture()
-def gpt(gw: GatewayProcess, key: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0) as client:
-        yield client
+@pytest.fixture(scope="module")
+def gw(gateway: GatewayProcess) -> GatewayProcess:
+    return gateway
 
 
 def messages(gw: GatewayProcess, key: str, model: str, *, headers: dict | None = None, timeout: float = 10, **body: Any) -> httpx.Response:
