@@ -71,6 +71,16 @@ class CachedKey:
     team: TeamRecord | None
     expires: float
     memo: dict = field(default_factory=dict)
+    identities: dict = field(default_factory=dict)
+    """header name → the ``Identity`` for this key sent in it: built once per cache entry."""
+
+    def identity(self, token_hash: str, source: str) -> Identity:
+        identity = self.identities.get(source)
+        if identity is None:
+            identity = self.identities[source] = Identity(
+                token_hash, source, key=self.key, user=self.user, team=self.team, memo=self.memo
+            )
+        return identity
 
 
 class KeyCache:
@@ -171,6 +181,7 @@ class Authenticator:
         self.cache = cache
         self.master_key_hash = master_key_hash
         self.wall_clock = wall_clock
+        self._master: dict[str, Identity] = {}  # header name → the master key's identity
 
     def is_master(self, token_hash: str) -> bool:
         return self.master_key_hash is not None and hmac.compare_digest(token_hash, self.master_key_hash)
@@ -179,12 +190,13 @@ class Authenticator:
         """The first candidate, in precedence order, that is the master key or a usable virtual key."""
         refusals: list[str] = []
         unavailable: GatewayError | None = None
+        cache = self.cache
         for candidate in credentials.candidates:
             token_hash = hash_key(candidate.value)
             if self.is_master(token_hash):
-                return Identity(token_hash, candidate.source, is_master=True)
+                return self._master_identity(token_hash, candidate.source)
             try:
-                entry = await self.cache.get(token_hash)
+                entry = await cache.get(token_hash)
             except GatewayError as error:  # the store is down and this key is not cached: try the next one
                 if error.kind is not ErrorKind.UNAVAILABLE:
                     raise
@@ -192,11 +204,17 @@ class Authenticator:
                 continue
             reason = self._refusal(entry)
             if reason is None:
-                return Identity(token_hash, candidate.source, key=entry.key, user=entry.user, team=entry.team, memo=entry.memo)
+                return entry.identity(token_hash, candidate.source)
             refusals.append(f"{_describe(candidate)} {reason}")
         if unavailable is not None:
             raise unavailable
         raise GatewayError(ErrorKind.AUTHENTICATION, self._message(credentials, refusals))
+
+    def _master_identity(self, token_hash: str, source: str) -> Identity:
+        identity = self._master.get(source)
+        if identity is None or identity.token_hash != token_hash:
+            identity = self._master[source] = Identity(token_hash, source, is_master=True)
+        return identity
 
     def _refusal(self, entry: CachedKey) -> str | None:
         key = entry.key

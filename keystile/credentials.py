@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 # Precedence order of the headers that may carry a gateway key (DESIGN.md, "Credential resolution").
 CREDENTIAL_HEADERS: tuple[str, ...] = (
@@ -22,7 +22,9 @@ CREDENTIAL_HEADERS: tuple[str, ...] = (
     "x-api-key",
     "x-goog-api-key",
 )
-_HEADER_NAMES = {name.encode(): name for name in CREDENTIAL_HEADERS}
+_HEADER_NAMES = tuple((name.encode(), name) for name in CREDENTIAL_HEADERS)
+CREDENTIAL_HEADER_NAMES = frozenset(raw for raw, _ in _HEADER_NAMES)
+"""The same names as ASGI header names (lowercase bytes)."""
 QUERY_KEY_SOURCE = "?key="
 
 
@@ -97,22 +99,28 @@ def resolve_credentials(
     ``headers`` are ASGI-style ``(lowercase name, value)`` byte pairs. ``query_key`` is the
     ``key`` query parameter of Gemini-style routes; it ranks after every header.
     """
-    found: dict[str, str] = {}
-    names = _HEADER_NAMES
-    for raw_name, raw_value in headers:
-        name = names.get(raw_name)  # ASGI header names are lowercase bytes
-        if name is not None and name not in found:
-            found[name] = raw_value.decode("latin-1")
-    if not found and query_key is None:
-        return _NOTHING
+    found: dict[bytes, bytes] = {}
+    names = CREDENTIAL_HEADER_NAMES
+    for name, value in headers:
+        if name in names and name not in found:  # ASGI header names are lowercase bytes
+            found[name] = value
+    return credentials_from(found, query_key)
 
+
+def credentials_from(found: Mapping[bytes, bytes], query_key: str | None = None) -> Credentials:
+    """``resolve_credentials`` for headers already collected: the first value of each header by name.
+
+    Names that are not credential headers are ignored, so the inference handler can pass the
+    one dict it gathers every header it needs into, in a single pass over the request.
+    """
     candidates: list[Candidate] = []
     upstream: UpstreamCredential | None = None
     examined: list[str] = []
-    for name in CREDENTIAL_HEADERS:
-        raw = found.get(name)
-        if raw is None:
+    for raw_name, name in _HEADER_NAMES:
+        raw_value = found.get(raw_name)
+        if raw_value is None:
             continue
+        raw = raw_value.decode("latin-1")
         examined.append(name)
         value = bearer_value(raw) if name == "authorization" else raw.strip()
         if not value:
@@ -132,6 +140,8 @@ def resolve_credentials(
         elif upstream is None:
             upstream = UpstreamCredential(kind, query_key, QUERY_KEY_SOURCE)
 
+    if not examined:
+        return _NOTHING
     return Credentials(tuple(candidates), upstream, tuple(examined))
 
 

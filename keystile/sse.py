@@ -52,13 +52,24 @@ class SSEParser:
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[SSEEvent] = []
         start = 0
-        while True:
-            match = _EVENT_END.search(buffer, start)
-            if match is None:
-                break
-            end = match.end()
-            events.append(parse_event(buffer[start:end]))
-            start = end
+        if b"\r" not in buffer:
+            # Without CR the only event end is LF LF: a plain find, several times cheaper than
+            # the regex, for the streams LLM APIs actually send.
+            while True:
+                end = buffer.find(b"\n\n", start)
+                if end < 0:
+                    break
+                end += 2
+                events.append(parse_event(buffer[start:end]))
+                start = end
+        else:
+            while True:
+                match = _EVENT_END.search(buffer, start)
+                if match is None:
+                    break
+                end = match.end()
+                events.append(parse_event(buffer[start:end]))
+                start = end
         self._buffer = buffer[start:]
         return events
 

@@ -35,11 +35,11 @@ def usage_from_anthropic(usage: dict | None) -> Usage:
     """An Anthropic ``usage`` object (response, ``message_start`` or ``message_delta``)."""
     if not isinstance(usage, dict):
         return Usage()
-    return Usage(
-        input_tokens=_int(usage.get("input_tokens")),
-        output_tokens=_int(usage.get("output_tokens")),
-        cache_read_tokens=_int(usage.get("cache_read_input_tokens")),
-        cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
+    return Usage(  # input, output, cache read, cache write
+        _int(usage.get("input_tokens")),
+        _int(usage.get("output_tokens")),
+        _int(usage.get("cache_read_input_tokens")),
+        _int(usage.get("cache_creation_input_tokens")),
     )
 
 
@@ -56,12 +56,7 @@ def usage_from_openai(usage: dict | None) -> Usage:
     cache_read = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
     cache_read = cache_read or _int(usage.get("cache_read_input_tokens"))
     cache_write = _int(usage.get("cache_creation_input_tokens"))
-    return Usage(
-        input_tokens=max(prompt - cache_read - cache_write, 0),
-        output_tokens=_int(usage.get("completion_tokens")),
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-    )
+    return Usage(max(prompt - cache_read - cache_write, 0), _int(usage.get("completion_tokens")), cache_read, cache_write)
 
 
 def usage_to_anthropic(usage: Usage) -> dict:

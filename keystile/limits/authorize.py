@@ -19,7 +19,7 @@ from keystile.apiformat import ApiFormat
 from keystile.auth import Identity
 from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.budgets import Entity, Ledger
-from keystile.limits.ratelimit import Counters, Quota, RateCheck
+from keystile.limits.ratelimit import Counters, LocalCounters, Quota, RateCheck
 
 if TYPE_CHECKING:
     from keystile.limits.redis_budgets import RedisBudgets, Reservation, SharedRefusal
@@ -116,13 +116,17 @@ class Authorizer:
                 + _reset_note(self.ledger, refusal.entity, now),
             )
         checks = plan.checks
-        grant = Grant(entities=entities, token_scopes=plan.token_scopes)
+        grant = Grant(entities, plan.token_scopes)  # (positional: entities, token_scopes)
         if warnings:
             grant.warnings = [f"{w.entity[0]} soft budget ${w.limit:.4f} reached (spent ${w.spend:.4f})" for w in warnings]
         if self.shared_budgets is not None:
             grant.reservation = await self._reserve(entities, now)
         if checks:
-            admission = await self.counters.admit(checks, now)
+            counters = self.counters
+            if type(counters) is LocalCounters:  # in-process: answered at once, no coroutine to await
+                admission = counters.admit_now(checks, now)
+            else:
+                admission = await counters.admit(checks, now)
             if admission.refusal is not None:
                 if grant.reservation is not None:
                     await self.shared_budgets.settle(grant.reservation, 0.0)  # type: ignore[union-attr]
@@ -136,11 +140,23 @@ class Authorizer:
             grant.quota = admission.quota
         return grant
 
+    @property
+    def in_memory(self) -> bool:
+        """Counters and budgets all live in this process: ``release_now`` and ``charge_now`` apply."""
+        return type(self.counters) is LocalCounters and self.shared_budgets is None
+
     async def release(self, grant: Grant) -> None:
         if not grant.released:
             grant.released = True
             if grant.slots:
                 await self.counters.release(grant.slots)
+
+    def release_now(self, grant: Grant) -> None:
+        """``release`` without a coroutine, when ``in_memory`` (the hot path's usual case)."""
+        if not grant.released:
+            grant.released = True
+            if grant.slots:
+                self.counters.release_now(grant.slots)  # type: ignore[attr-defined]
 
     async def _reserve(self, entities: tuple[Entity, ...], now: float) -> Reservation | None:
         outcome: Reservation | SharedRefusal | None = await self.shared_budgets.reserve(self.ledger, entities, now)  # type: ignore[union-attr]
@@ -170,6 +186,13 @@ class Authorizer:
             await self.shared_budgets.settle(reservation, cost)  # type: ignore[union-attr]
         if grant.token_scopes and tokens:
             await self.counters.add_tokens(grant.token_scopes, tokens, now)
+
+    def charge_now(self, grant: Grant, cost: float, tokens: int, now: float) -> None:
+        """``charge`` without a coroutine, when ``in_memory``."""
+        if grant.entities:
+            self.ledger.add(grant.entities, cost, now)
+        if grant.token_scopes and tokens:
+            self.counters.add_tokens_now(grant.token_scopes, tokens, now)  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
@@ -223,19 +246,31 @@ def limit_headers(fmt: ApiFormat | None, kind: str, limit: int, remaining: int, 
     out: list[tuple[bytes, bytes]] = []
     limit_text, remaining_text = str(limit).encode(), str(max(remaining, 0)).encode()
     if fmt is not ApiFormat.ANTHROPIC:
+        limit_name, remaining_name, reset_name = _OPENAI_LIMIT_NAMES[kind]
         out += [
-            (b"x-ratelimit-limit-" + kind.encode(), limit_text),
-            (b"x-ratelimit-remaining-" + kind.encode(), remaining_text),
-            (b"x-ratelimit-reset-" + kind.encode(), f"{math.ceil(max(reset, 0.0))}s".encode()),
+            (limit_name, limit_text),
+            (remaining_name, remaining_text),
+            (reset_name, f"{math.ceil(max(reset, 0.0))}s".encode()),
         ]
     if fmt is not ApiFormat.OPENAI:
-        prefix = b"anthropic-ratelimit-" + kind.encode()
+        limit_name, remaining_name, reset_name = _ANTHROPIC_LIMIT_NAMES[kind]
         out += [
-            (prefix + b"-limit", limit_text),
-            (prefix + b"-remaining", remaining_text),
-            (prefix + b"-reset", _rfc3339(now + max(reset, 0.0)).encode()),
+            (limit_name, limit_text),
+            (remaining_name, remaining_text),
+            (reset_name, _rfc3339_bytes(now + max(reset, 0.0))),
         ]
     return out
+
+
+# Header names by kind, encoded once (these headers are on every response of a limited key).
+_OPENAI_LIMIT_NAMES = {
+    kind: (b"x-ratelimit-limit-" + kind.encode(), b"x-ratelimit-remaining-" + kind.encode(), b"x-ratelimit-reset-" + kind.encode())
+    for kind in ("requests", "tokens")
+}
+_ANTHROPIC_LIMIT_NAMES = {
+    kind: tuple(b"anthropic-ratelimit-" + kind.encode() + suffix for suffix in (b"-limit", b"-remaining", b"-reset"))
+    for kind in ("requests", "tokens")
+}
 
 
 def quota_headers_for_refusal(check: RateCheck, limit: str, retry: int) -> list[tuple[str, str]]:
@@ -250,28 +285,55 @@ def quota_headers_for_refusal(check: RateCheck, limit: str, retry: int) -> list[
 
 
 def quota_headers(quota: Quota | None, fmt: ApiFormat) -> list[tuple[bytes, bytes]]:
-    """What remains of the tightest limits, in the client's style, on a successful response."""
+    """What remains of the tightest limits, in the client's style, on a successful response.
+
+    ``limit_headers`` for one style, unrolled: these six headers go out on every response of a limited key.
+    """
     if quota is None:
         return []
     out: list[tuple[bytes, bytes]] = []
+    anthropic = fmt is ApiFormat.ANTHROPIC
+    names = _ANTHROPIC_LIMIT_NAMES if anthropic else _OPENAI_LIMIT_NAMES
     now = time.time()
-    if quota.rpm_limit is not None:
-        out += limit_headers(fmt, "requests", quota.rpm_limit, quota.rpm_remaining or 0, quota.rpm_reset, now)
-    if quota.tpm_limit is not None:
-        out += limit_headers(fmt, "tokens", quota.tpm_limit, quota.tpm_remaining or 0, quota.tpm_reset, now)
+    for kind, limit, remaining, reset in (
+        ("requests", quota.rpm_limit, quota.rpm_remaining, quota.rpm_reset),
+        ("tokens", quota.tpm_limit, quota.tpm_remaining, quota.tpm_reset),
+    ):
+        if limit is None:
+            continue
+        limit_name, remaining_name, reset_name = names[kind]
+        reset = max(reset, 0.0)
+        out += (
+            (limit_name, str(limit).encode()),
+            (remaining_name, str(max(remaining or 0, 0)).encode()),
+            (reset_name, _rfc3339_bytes(now + reset) if anthropic else f"{math.ceil(reset)}s".encode()),
+        )
     return out
 
 
-_rfc3339_cache: tuple[int, str] = (0, "")
+_rfc3339_texts: dict[int, tuple[str, bytes]] = {}
+"""Second → its RFC 3339 text: a response carries two reset times (requests, tokens) that move a
+second at a time, so a handful of entries serve every response."""
 
 
 def _rfc3339(ts: float) -> str:
-    """RFC 3339 UTC to the second, remembered for the current second (it is on every response)."""
-    global _rfc3339_cache
+    """RFC 3339 UTC to the second, remembered for recent seconds (it is on every response)."""
+    return _rfc3339_cached(ts)[0]
+
+
+def _rfc3339_bytes(ts: float) -> bytes:
+    return _rfc3339_cached(ts)[1]
+
+
+def _rfc3339_cached(ts: float) -> tuple[str, bytes]:
     second = int(ts)
-    if _rfc3339_cache[0] != second:
-        _rfc3339_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
-    return _rfc3339_cache[1]
+    texts = _rfc3339_texts.get(second)
+    if texts is None:
+        if len(_rfc3339_texts) >= 64:
+            _rfc3339_texts.clear()
+        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        texts = _rfc3339_texts[second] = (text, text.encode())
+    return texts
 
 
 def _reset_note(ledger: Ledger, entity: Entity, now: float) -> str:

@@ -142,11 +142,13 @@ class Ledger:
     def check(self, entities: Iterable[Entity], now: float) -> tuple[BudgetVerdict | None, list[BudgetVerdict]]:
         """(the first hard refusal or None, soft-budget warnings)."""
         warnings: list[BudgetVerdict] = []
+        states = self.states
         for entity in entities:
-            state = self.states.get(entity)
+            state = states.get(entity)
             if state is None:
                 continue
-            self._roll(state, now)
+            if state.reset_at is not None and now >= state.reset_at:  # (_roll's own test, saving the call)
+                self._roll(state, now)
             if state.max_budget is not None and state.spend >= state.max_budget:
                 return BudgetVerdict(entity, state.spend, state.max_budget, soft=False), warnings
             if state.soft_budget is not None and state.spend >= state.soft_budget:
@@ -161,11 +163,13 @@ class Ledger:
     def add(self, entities: Iterable[Entity], cost: float, now: float) -> None:
         if cost <= 0:
             return
+        states = self.states
         for entity in entities:
-            state = self.states.get(entity)
+            state = states.get(entity)
             if state is None:
                 continue
-            self._roll(state, now)
+            if state.reset_at is not None and now >= state.reset_at:  # (_roll's own test, saving the call)
+                self._roll(state, now)
             state.spend += cost
             state.pending += cost
 

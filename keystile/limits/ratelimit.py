@@ -173,8 +173,9 @@ class LocalCounters:
     def add_tokens_now(self, scopes: Sequence[str], tokens: int, now: float) -> None:
         if tokens <= 0:
             return
+        windows = self._windows
         for scope in scopes:
-            window = self._window(scope)
+            window = windows.get(scope) or self._window(scope)
             window.tokens.append((now, tokens))
             window.token_sum += tokens
 

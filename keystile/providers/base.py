@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Callable, Generic, Mapping, Protocol, TypeVar
 
 from keystile.apiformat import ApiFormat
 from keystile.config.model import Deployment
 from keystile.credentials import UpstreamCredential
-from keystile.upstream.client import Timeouts
+from keystile.upstream.client import Timeouts, encode_headers
 
 
 class Operation(enum.Enum):
@@ -31,7 +31,8 @@ class UpstreamCall:
     operation: Operation
     body: bytes
     stream: bool
-    client_headers: list[tuple[bytes, bytes]]
+    client_headers: Mapping[bytes, bytes]
+    """The first value of each request header the pipeline reads (``inference.PIPELINE_HEADERS``)."""
     upstream_credential: UpstreamCredential | None
     timeouts: Timeouts
     query: bytes = b""
@@ -63,13 +64,6 @@ class Provider(Protocol):
     async def send(self, call: UpstreamCall) -> UpstreamResponse: ...
 
 
-def client_header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
 def base_headers(stream: bool) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", b"application/json"),
@@ -77,3 +71,40 @@ def base_headers(stream: bool) -> list[tuple[bytes, bytes]]:
         (b"accept-encoding", b"identity"),
         (b"user-agent", b"keystile"),
     ]
+
+
+BASE_HEADER_BLOCKS = {stream: encode_headers(base_headers(stream)) for stream in (False, True)}
+"""``base_headers`` encoded for the upstream client, by ``stream``."""
+
+
+def configured_header_block(deployment: Deployment) -> bytes:
+    """The extra headers the deployment's config adds to every upstream request, encoded."""
+    return encode_headers((name.encode(), value.encode()) for name, value in deployment.headers)
+
+
+T = TypeVar("T")
+
+
+class PerDeployment(Generic[T]):
+    """What a provider derives from a deployment's configuration alone (URLs, header blocks),
+    worked out once per deployment instead of on every request.
+
+    Entries are keyed by the deployment object itself (deployments are immutable and
+    long-lived: the router's, and its pass-through copies); bounded like the router's copies.
+    """
+
+    __slots__ = ("_build", "_entries")
+
+    def __init__(self, build: Callable[[Deployment], T]) -> None:
+        self._build = build
+        self._entries: dict[int, tuple[Deployment, T]] = {}
+
+    def __call__(self, deployment: Deployment) -> T:
+        entry = self._entries.get(id(deployment))
+        if entry is not None and entry[0] is deployment:
+            return entry[1]
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        value = self._build(deployment)
+        self._entries[id(deployment)] = (deployment, value)  # holding the deployment keeps its id unique
+        return value

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from keystile.apiformat import ApiFormat
 from keystile.config.model import Deployment
-from keystile.providers.base import Operation, UpstreamCall, UpstreamResponse, base_headers
-from keystile.upstream.client import UpstreamClient
+from keystile.providers.base import BASE_HEADER_BLOCKS, Operation, PerDeployment, UpstreamCall, UpstreamResponse, configured_header_block
+from keystile.upstream.client import UpstreamClient, encode_headers
 
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.EMBEDDINGS: "/embeddings"}
 
@@ -20,6 +20,11 @@ class OpenAIProvider:
 
     def __init__(self, client: UpstreamClient) -> None:
         self.client = client
+        # Nothing of the client's goes upstream: URL and header block depend on the deployment alone.
+        self._urls = PerDeployment(lambda deployment: {operation: self.url(deployment, operation) for operation in _PATHS})
+        self._header_blocks = PerDeployment(
+            lambda deployment: {stream: self.header_block(deployment, stream) for stream in (False, True)}
+        )
 
     def wire_format(self, deployment: Deployment, operation: Operation, client: ApiFormat) -> ApiFormat:
         return ApiFormat.OPENAI
@@ -27,18 +32,22 @@ class OpenAIProvider:
     def supports(self, operation: Operation) -> bool:
         return operation in _PATHS
 
-    def url(self, call: UpstreamCall) -> str:
-        return f"{call.deployment.api_base}{_PATHS[call.operation]}"
+    def url(self, deployment: Deployment, operation: Operation) -> str:
+        return f"{deployment.api_base}{_PATHS[operation]}"
 
     def auth_headers(self, deployment: Deployment) -> list[tuple[bytes, bytes]]:
         if deployment.api_key:
             return [(b"authorization", b"Bearer " + deployment.api_key.encode())]
         return []
 
+    def header_block(self, deployment: Deployment, stream: bool) -> bytes:
+        return BASE_HEADER_BLOCKS[stream] + encode_headers(self.auth_headers(deployment)) + configured_header_block(deployment)
+
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
-        headers = base_headers(call.stream) + self.auth_headers(call.deployment)
-        headers.extend((name.encode(), value.encode()) for name, value in call.deployment.headers)
-        return await self.client.request("POST", self.url(call), headers, call.body, timeouts=call.timeouts)
+        deployment = call.deployment
+        url = self._urls(deployment)[call.operation]
+        headers = self._header_blocks(deployment)[call.stream]
+        return await self.client.request("POST", url, headers, call.body, timeouts=call.timeouts)
 
 
 class AzureOpenAIProvider(OpenAIProvider):
@@ -46,10 +55,9 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     name = "azure"
 
-    def url(self, call: UpstreamCall) -> str:
-        deployment = call.deployment
+    def url(self, deployment: Deployment, operation: Operation) -> str:
         return (
-            f"{deployment.api_base}/openai/deployments/{deployment.model}{_PATHS[call.operation]}"
+            f"{deployment.api_base}/openai/deployments/{deployment.model}{_PATHS[operation]}"
             f"?api-version={deployment.api_version}"
         )
 

@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING
 import orjson
 
 from keystile.accounting.meters import usage_from_response, usage_of_cut_stream
-from keystile.accounting.spend import Outcome
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
 from keystile.auth import Identity
 from keystile.config.model import Deployment
-from keystile.credentials import resolve_credentials
+from keystile.credentials import CREDENTIAL_HEADER_NAMES, UpstreamCredential, credentials_from
 from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.authorize import Grant, quota_headers
 from keystile.providers.base import Operation, UpstreamCall, UpstreamResponse
@@ -40,8 +39,6 @@ from keystile.server.http import (
     Receive,
     Scope,
     Send,
-    header_value,
-    headers_size,
     read_body,
     send_bytes,
     send_error,
@@ -65,6 +62,17 @@ log = logging.getLogger("keystile.inference")
 _PASSED_HEADERS = frozenset({b"request-id", b"x-request-id", b"retry-after", b"retry-after-ms", b"x-should-retry"})
 _RATELIMIT_PREFIXES = (b"anthropic-ratelimit-", b"x-ratelimit-")
 _MAX_CONTENT_LOG = 1 << 20
+
+# The request headers the pipeline reads: credentials, the declared body size, Anthropic's
+# version and betas (forwarded), and keystile's per-request overrides. ``scan_headers``
+# collects them in the same pass that measures the header block.
+PIPELINE_HEADERS = CREDENTIAL_HEADER_NAMES | {
+    b"content-length",
+    b"anthropic-version",
+    b"anthropic-beta",
+    b"x-keystile-max-retries",
+    b"x-keystile-timeout",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +108,23 @@ class InferenceHandler:
         self.max_body = settings.server.max_body_bytes
         self.max_headers = settings.server.max_header_bytes
         self.default_max_tokens = settings.default_max_tokens
+        self.timeouts: dict[str, Timeouts] = {}
+        """Deployment id → its upstream timeouts when the request sets none (they come from the config)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         started = time.time()
         t0 = perf_counter()
         fmt = endpoint.client
         gw = self.gw
-        headers = scope["headers"]
         try:
-            if headers_size(headers) > self.max_headers:
+            size, seen = scan_headers(scope["headers"])
+            if size > self.max_headers:
                 raise GatewayError(
                     ErrorKind.HEADERS_TOO_LARGE, f"Request headers exceed the {self.max_headers}-byte limit."
                 )
-            identity = await gw.authenticator.authenticate(resolve_credentials(headers))
-            request = parse_request(await read_body(receive, self.max_body, _content_length(headers)), endpoint, scope)
+            credentials = credentials_from(seen)
+            identity = await gw.authenticator.authenticate(credentials)
+            request = parse_request(await read_body(receive, self.max_body, _content_length(seen)), endpoint, scope)
             if gw.router.group(request.model) is None:
                 raise GatewayError(
                     ErrorKind.MODEL_NOT_FOUND,
@@ -132,7 +143,7 @@ class InferenceHandler:
             return
 
         watch = DisconnectWatch(receive)
-        call = _Call(self, scope, send, endpoint, identity, request, grant, started, t0, watch)
+        call = _Call(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch)
         try:
             await call.run()
         except GatewayError as error:
@@ -150,8 +161,21 @@ class InferenceHandler:
             await call.finish()
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    value = header_value(headers, b"content-length")
+def scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes]]:
+    """(size of the header block as counted against ``max_header_bytes``, first value of each
+    of the ``PIPELINE_HEADERS`` present) — one pass, instead of one scan per header looked up."""
+    size = 0
+    seen: dict[bytes, bytes] = {}
+    wanted = PIPELINE_HEADERS
+    for name, value in headers:
+        size += len(name) + len(value)
+        if name in wanted and name not in seen:
+            seen[name] = value
+    return size + 4 * len(headers), seen
+
+
+def _content_length(seen: dict[bytes, bytes]) -> int | None:
+    value = seen.get(b"content-length")
     if value is None:
         return None
     try:
@@ -204,7 +228,8 @@ class _Call:
     def __init__(
         self,
         handler: InferenceHandler,
-        scope: Scope,
+        seen: dict[bytes, bytes],
+        upstream_credential: UpstreamCredential | None,
         send: Send,
         endpoint: Endpoint,
         identity: Identity,
@@ -216,7 +241,9 @@ class _Call:
     ) -> None:
         self.h = handler
         self.gw = handler.gw
-        self.scope = scope
+        self.seen = seen
+        """The request headers the pipeline reads (``scan_headers``)."""
+        self.upstream_credential = upstream_credential
         self.send = send
         self.endpoint = endpoint
         self.fmt = endpoint.client
@@ -243,12 +270,12 @@ class _Call:
     async def run(self) -> None:
         gw = self.gw
         plan = self.plan = gw.router.plan(self.request.model, max_retries=self._max_retries())
-        failure = UpstreamFailure()
+        failure: UpstreamFailure | None = None  # built only when an attempt fails
         timeout = self._requested_timeout()
         while True:
             deployment = plan.next()
             if deployment is None:
-                await self._give_up(failure)
+                await self._give_up(failure or UpstreamFailure())
                 return
             if plan.attempts > 1:
                 gw.metrics.retries.labels(plan.group_name).inc()
@@ -262,15 +289,15 @@ class _Call:
             if not provider.supports(operation):
                 raise_unsupported(deployment, operation)
             body = self._upstream_body(deployment, wire, operation)
-            call = UpstreamCall(
-                deployment=deployment,
-                operation=operation,
-                body=body,
-                stream=self.request.stream,
-                client_headers=self.scope["headers"],
-                upstream_credential=self._upstream_credential(),
-                timeouts=self._timeouts(deployment, timeout),
-                query=self.request.query if wire is ApiFormat.ANTHROPIC else b"",
+            call = UpstreamCall(  # positional, in field order (cheaper than keywords)
+                deployment,
+                operation,
+                body,
+                self.request.stream,
+                self.seen,  # client_headers
+                self.upstream_credential if deployment.forward_client_credentials else None,
+                self._timeouts(deployment, timeout),
+                self.request.query if wire is ApiFormat.ANTHROPIC else b"",
             )
             asked = perf_counter()
             try:
@@ -317,7 +344,7 @@ class _Call:
             await asyncio.sleep(delay)
 
     def _max_retries(self) -> int | None:
-        raw = header_value(self.scope["headers"], b"x-keystile-max-retries")
+        raw = self.seen.get(b"x-keystile-max-retries")
         if raw is None:
             return None
         try:
@@ -328,7 +355,7 @@ class _Call:
 
     def _requested_timeout(self) -> float | None:
         """``x-keystile-timeout``: seconds to the first byte, capped by ``router.timeout_cap``."""
-        raw = header_value(self.scope["headers"], b"x-keystile-timeout")
+        raw = self.seen.get(b"x-keystile-timeout")
         if raw is None:
             return None
         try:
@@ -340,18 +367,19 @@ class _Call:
         return min(requested, self.gw.settings.router.timeout_cap)
 
     def _timeouts(self, deployment: Deployment, requested: float | None) -> Timeouts:
+        if requested is None:  # the usual case: the deployment's own, built once
+            cached = self.h.timeouts.get(deployment.id)
+            if cached is not None:
+                return cached
         router = self.gw.settings.router
-        return Timeouts(
+        timeouts = Timeouts(
             connect=deployment.connect_timeout or router.connect_timeout,
             first_byte=requested or deployment.timeout or router.timeout,
             idle=deployment.stream_idle_timeout or router.stream_idle_timeout,
         )
-
-    def _upstream_credential(self):  # type: ignore[no-untyped-def]
-        deployment = self.deployment
-        if deployment is None or not deployment.forward_client_credentials:
-            return None
-        return resolve_credentials(self.scope["headers"]).upstream
+        if requested is None:
+            self.h.timeouts[deployment.id] = timeouts
+        return timeouts
 
     def _upstream_body(self, deployment: Deployment, wire: ApiFormat, operation: Operation) -> bytes:
         request = self.request
@@ -372,14 +400,9 @@ class _Call:
     def _response_headers(self, response: UpstreamResponse | None) -> list[tuple[bytes, bytes]]:
         plan = self.plan
         deployment = self.deployment
-        out: list[tuple[bytes, bytes]] = []
         ours = quota_headers(self.grant.quota, self.fmt)
-        if response is not None:
-            our_names = {name for name, _ in ours}
-            for name, value in response.headers:
-                if name in _PASSED_HEADERS or (name.startswith(_RATELIMIT_PREFIXES) and name not in our_names):
-                    out.append((name, value))
-        out.extend(ours)
+        out = _passed_upstream_headers(response.headers, ours) if response is not None else []
+        out += ours
         if plan is not None:
             out.append((b"x-keystile-model-group", plan.group_name.encode()))
             out.append((b"x-keystile-attempts", str(plan.attempts).encode()))
@@ -391,7 +414,7 @@ class _Call:
 
     def _overhead_header(self) -> tuple[bytes, bytes]:
         overhead = perf_counter() - self.t0 - self.upstream_wait
-        return (b"x-keystile-overhead-ms", f"{overhead * 1000:.3f}".encode())
+        return (b"x-keystile-overhead-ms", b"%.3f" % (overhead * 1000))
 
     async def _relay_body(self, response: UpstreamResponse, wire: ApiFormat, asked: float) -> None:
         try:
@@ -571,7 +594,11 @@ class _Call:
         if self.finished:
             return
         self.finished = True
-        await self.gw.authorizer.release(self.grant)
+        authorizer = self.gw.authorizer
+        if authorizer.in_memory:
+            authorizer.release_now(self.grant)
+        else:
+            await authorizer.release(self.grant)
         await self._account()
 
     async def _account(self) -> None:
@@ -591,21 +618,19 @@ class _Call:
         if gw.settings.spend.log_content:
             request_content = self.request.raw[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
         await gw.accountant.record(
-            Outcome(
-                identity=self.identity,
-                grant=self.grant,
-                requested_model=self.request.model,
-                group=plan.group_name if plan is not None else None,
-                deployment=self.deployment,
-                usage=self.usage,
-                status=self.status or 500,
-                started=self.started,
-                latency=elapsed,
-                stream=self.request.stream,
-                attempts=plan.attempts if plan is not None else 0,
-                request_content=request_content,
-                response_content=self.response_content,
-            )
+            self.identity,
+            self.grant,
+            self.deployment,
+            self.usage,
+            requested_model=self.request.model,
+            group=plan.group_name if plan is not None else None,
+            status=self.status or 500,
+            started=self.started,
+            latency=elapsed,
+            stream=self.request.stream,
+            attempts=plan.attempts if plan is not None else 0,
+            request_content=request_content,
+            response_content=self.response_content,
         )
 
     def _estimate_input(self) -> int:
@@ -657,6 +682,21 @@ def _in_band_status(error: dict, wire: ApiFormat) -> int:
         if error.get("type") == "invalid_request_error":
             return ErrorKind.INVALID_REQUEST.status
     return ErrorKind.UPSTREAM_ERROR.status
+
+
+def _passed_upstream_headers(upstream: list[tuple[bytes, bytes]], ours: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream's request ids and retry hints, and its rate-limit headers unless keystile sends its own of that name."""
+    out = []
+    our_names: set[bytes] | None = None  # built only if the upstream sends rate-limit headers
+    for name, value in upstream:
+        if name in _PASSED_HEADERS:
+            out.append((name, value))
+        elif name.startswith(_RATELIMIT_PREFIXES):
+            if our_names is None:
+                our_names = {name for name, _ in ours}
+            if name not in our_names:
+                out.append((name, value))
+    return out
 
 
 def _wire_operation(operation: Operation, wire: ApiFormat) -> Operation:

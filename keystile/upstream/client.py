@@ -22,7 +22,9 @@ Behaviour worth knowing:
 - Headers are sent as given (lowercase names), after the request line, `host` and before
   `content-length`; any host/content-length/transfer-encoding/connection the caller passes
   is dropped. Values must not contain CR/LF (header values forwarded from an HTTP server
-  cannot). Keep-alive is implied by HTTP/1.1.
+  cannot). Keep-alive is implied by HTTP/1.1. A caller that sends the same headers on every
+  request may pass them pre-encoded, as bytes from `encode_headers` (or several such blocks
+  joined), instead of a list.
 - Retries: exactly one, and only when a *reused* pooled connection turns out to have been
   closed by the server (EOF/reset within `connection.STALE_WINDOW` of writing, before any
   response byte): the request is re-sent on a new connection. Nothing else is retried; the
@@ -50,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass
+from typing import Iterable
 from urllib.parse import urlsplit
 
 from keystile.upstream.connection import SINGLE_WRITE_MAX, Connection
@@ -66,6 +69,7 @@ from keystile.upstream.response import UpstreamResponse
 
 __all__ = [
     "Timeouts",
+    "encode_headers",
     "UpstreamClient",
     "UpstreamResponse",
     "UpstreamError",
@@ -119,7 +123,7 @@ class UpstreamClient:
         self,
         method: str,
         url: str,
-        headers: list[tuple[bytes, bytes]],
+        headers: list[tuple[bytes, bytes]] | bytes,
         body: bytes = b"",
         *,
         timeouts: Timeouts = _DEFAULT_TIMEOUTS,
@@ -231,11 +235,14 @@ class UpstreamClient:
         return pool
 
 
-def _encode_head(method: str, tail: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """One CRLF-terminated ``name: value`` line per header, leaving out the framing headers the client sets itself."""
+    return b"".join(b"%s: %s\r\n" % h for h in headers if h[0] not in _DROPPED_HEADERS)
+
+
+def _encode_head(method: str, tail: bytes, headers: list[tuple[bytes, bytes]] | bytes, body: bytes) -> bytes:
     """The request line and header block, built with one join."""
-    lines = [b": ".join(h) for h in headers if h[0] not in _DROPPED_HEADERS]
+    block = headers if type(headers) is bytes else encode_headers(headers)
     if body or method not in _BODYLESS_METHODS:
-        lines.append(b"content-length: %d" % len(body))
-    if not lines:
-        return b"".join((method.encode("ascii"), tail, b"\r\n"))
-    return b"".join((method.encode("ascii"), tail, b"\r\n".join(lines), b"\r\n\r\n"))
+        return b"".join((method.encode("ascii"), tail, block, b"content-length: %d\r\n\r\n" % len(body)))
+    return b"".join((method.encode("ascii"), tail, block, b"\r\n"))
