@@ -29,6 +29,10 @@ from keystile.config.model import Deployment, RouterSettings
 
 LATENCY_ALPHA = 0.3
 """Weight of the newest sample in the latency average (higher: reacts faster, noisier)."""
+LATENCY_STALE = 60.0
+"""Seconds after which a deployment's latency average is forgotten. The ``latency`` strategy
+sends traffic only to the fastest, so a deployment that was once slow would otherwise never
+be measured again; with a stale average it counts as unmeasured and gets the next request."""
 ERROR_ALPHA = 0.1
 """Weight of the newest outcome in the error-rate average (reported by /health)."""
 
@@ -45,6 +49,7 @@ class DeploymentHealth:
         "tpm",
         "inflight",
         "latency",
+        "latency_at",
         "error_rate",
         "recent_failures",
         "cooldown_until",
@@ -64,6 +69,8 @@ class DeploymentHealth:
         self.inflight = 0
         self.latency = 0.0
         """Average seconds until the response started (EWMA); 0.0 = no sample yet."""
+        self.latency_at = 0.0
+        """When the last latency sample came in (router clock)."""
         self.error_rate = 0.0
         self.recent_failures: list[float] = []
         """Times of failures within the cooldown window (while healthy)."""
@@ -159,7 +166,9 @@ class HealthTable:
         when the deployment was taken out, or a last resort while it is out, does not.
         """
         if latency is not None:
-            health.latency = latency if health.latency == 0.0 else health.latency + LATENCY_ALPHA * (latency - health.latency)
+            fresh = health.latency == 0.0 or now - health.latency_at > LATENCY_STALE
+            health.latency = latency if fresh else health.latency + LATENCY_ALPHA * (latency - health.latency)
+            health.latency_at = now
         if health.error_rate:
             health.error_rate -= ERROR_ALPHA * health.error_rate
         if health.cooldown_until != 0.0 and now >= health.cooldown_until:

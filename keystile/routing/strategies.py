@@ -17,8 +17,9 @@ Within tiers 1 and 2 the strategy picks:
     weighted    random, proportional to ``weight`` (all weights 0: uniform)
     least_busy  fewest requests in flight; ties broken at random
     latency     lowest average time to the first byte; deployments without a sample
-                yet go first (so each gets measured); within LATENCY_TOLERANCE of the
-                best counts as a tie, broken at random
+                yet, or whose last one is older than LATENCY_STALE, go first (so each
+                gets measured, and a once-slow one is measured again); within
+                LATENCY_TOLERANCE of the best counts as a tie, broken at random
     capacity    skip deployments at their rpm/tpm this minute, weighted random among the
                 rest; when all are at capacity, the least used one
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from keystile.config.model import Deployment
-from keystile.routing.health import DeploymentHealth
+from keystile.routing.health import LATENCY_STALE, DeploymentHealth
 
 WEIGHTED, LEAST_BUSY, LATENCY, CAPACITY = "weighted", "least_busy", "latency", "capacity"
 STRATEGIES = (WEIGHTED, LEAST_BUSY, LATENCY, CAPACITY)
@@ -69,7 +70,7 @@ def choose(
     if strategy == LEAST_BUSY:
         return _least_busy(health, usable, r)
     if strategy == LATENCY:
-        return _lowest_latency(health, usable, r)
+        return _lowest_latency(health, usable, now, r)
     if strategy == CAPACITY:
         under = _under_capacity(health, usable, now)
         if not under:
@@ -114,18 +115,21 @@ def _least_busy(health: Sequence[DeploymentHealth], usable: int, r: float) -> in
     return _nth(ties, int(r * ties.bit_count()))
 
 
-def _lowest_latency(health: Sequence[DeploymentHealth], usable: int, r: float) -> int:
+def _lowest_latency(health: Sequence[DeploymentHealth], usable: int, now: float, r: float) -> int:
+    stale = now - LATENCY_STALE
     best = -1.0
     bit = 1
     for h in health:
-        if usable & bit and (best < 0.0 or h.latency < best):
-            best = h.latency
+        if usable & bit:
+            latency = h.latency if h.latency_at >= stale else 0.0
+            if best < 0.0 or latency < best:
+                best = latency
         bit <<= 1
     limit = best * LATENCY_TOLERANCE
     ties = 0
     bit = 1
     for h in health:
-        if usable & bit and h.latency <= limit:
+        if usable & bit and (h.latency if h.latency_at >= stale else 0.0) <= limit:
             ties |= bit
         bit <<= 1
     return _nth(ties, int(r * ties.bit_count()))

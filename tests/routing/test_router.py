@@ -9,6 +9,7 @@ import pytest
 
 from keystile.config import ConfigError, load_settings
 from keystile.config.model import Deployment, RouterSettings, Settings
+from keystile.routing.health import LATENCY_STALE
 from keystile.routing.router import Router, is_context_window_error
 
 
@@ -297,6 +298,28 @@ def test_capacity_counts_requests_per_minute():
         picked.append(plan.next().id)
         plan.succeeded(0.1, tokens=5)
     assert picked == ["a#0", "a#0", "a#1", "a#1"]
+
+
+def test_latency_strategy_measures_a_once_slow_deployment_again():
+    """A deployment that was slow once gets no traffic under ``latency``; after its sample
+    goes stale it is tried again, and its fresh sample replaces (not blends with) the old."""
+    router, clock = make_router({"a": 2}, strategy="latency", rng_value=0.0)
+
+    def serve(latency_of: dict[str, float]) -> str:
+        plan = router.plan("a")
+        chosen = plan.next().id
+        plan.succeeded(latency_of[chosen], tokens=1)
+        return chosen
+
+    slow_then_fast = {"a#0": 0.1, "a#1": 2.0}
+    assert {serve(slow_then_fast), serve(slow_then_fast)} == {"a#0", "a#1"}  # each measured once
+    assert [serve(slow_then_fast) for _ in range(5)] == ["a#0"] * 5  # a#1 starved while its sample is fresh
+    clock.now += LATENCY_STALE + 1.0
+    router.plan("a")  # no effect until a request completes
+    recovered = {"a#0": 0.1, "a#1": 0.1}
+    picked = [serve(recovered) for _ in range(2)]
+    assert "a#1" in picked  # both samples stale: both unmeasured again, a#1 gets its turn
+    assert state(router, "a#1").latency == 0.1  # the 2.0 s sample was forgotten, not averaged in
 
 
 def test_per_group_strategy_override():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from keystile.config.model import Deployment
-from keystile.routing.health import DeploymentHealth
+from keystile.routing.health import LATENCY_STALE, DeploymentHealth
 from keystile.routing.strategies import CAPACITY, LATENCY, LEAST_BUSY, WEIGHTED, choose
 
 NOW = 1000.0
@@ -23,6 +23,7 @@ class D:
     tpm: int | None = None
     inflight: int = 0
     latency: float = 0.0
+    latency_at: float = NOW
     cooling_until: float = 0.0
     probing: bool = False
     last_failure: float = 0.0
@@ -38,6 +39,7 @@ def group(rows: list[D]) -> tuple[list[Deployment], list[DeploymentHealth]]:
         h = DeploymentHealth(f"g#{i}", rpm=row.rpm, tpm=row.tpm)
         h.inflight = row.inflight
         h.latency = row.latency
+        h.latency_at = row.latency_at
         h.cooldown_until = row.cooling_until
         h.probing = row.probing
         h.last_failure = row.last_failure
@@ -91,6 +93,10 @@ CASES = [
     ("latency within 10% is a tie, low r", LATENCY, [D(latency=0.5), D(latency=0.2), D(latency=0.21)], 0, 0.0, 1),
     ("latency within 10% is a tie, high r", LATENCY, [D(latency=0.5), D(latency=0.2), D(latency=0.21)], 0, 0.99, 2),
     ("unmeasured deployment goes first", LATENCY, [D(latency=0.5), D(latency=0.0)], 0, 0.0, 1),
+    ("stale sample counts as unmeasured", LATENCY,
+     [D(latency=0.1), D(latency=2.0, latency_at=NOW - LATENCY_STALE - 1.0)], 0, 0.0, 1),
+    ("sample just inside the window still counts", LATENCY,
+     [D(latency=0.1), D(latency=2.0, latency_at=NOW - LATENCY_STALE + 1.0)], 0, 0.99, 0),
     ("fastest is cooling", LATENCY, [D(latency=0.5), D(latency=0.1, cooling_until=COOL)], 0, 0.0, 0),
     # capacity
     ("capacity: full rpm skipped", CAPACITY, [D(rpm=10, minute_requests=10), D(rpm=10, minute_requests=3)], 0, 0.0, 1),
