@@ -83,6 +83,7 @@ class Accountant:
         deployment: Deployment | None,
         usage: Usage,
         *,
+        request_id: str,
         requested_model: str,
         group: str | None,
         status: int,
@@ -107,7 +108,7 @@ class Accountant:
         # Positional, in SpendLogRow's field order: a third of the cost of 21 keywords, on every request.
         self.writer.add_row(
             SpendLogRow(
-                next_request_id(),
+                request_id,
                 started,  # ts
                 identity.token_hash if key is not None else None,
                 identity.alias,
@@ -132,6 +133,54 @@ class Accountant:
         )
         self.metrics.request_done(group or requested_model, status, usage, cost)
         return cost
+
+    def refused(
+        self,
+        identity: Identity,
+        *,
+        request_id: str,
+        requested_model: str,
+        group: str | None,
+        status: int,
+        started: float,
+        latency: float,
+        stream: bool,
+    ) -> None:
+        """Log a request refused after authentication (rate limit, budget, model, malformed body).
+
+        Nothing is charged; the row (cost 0, no deployment, 0 attempts) lets a platform team see
+        who was turned away and why. The metric is labelled by the served group only: model
+        names the gateway does not serve are client-chosen and would make labels unbounded.
+        """
+        key = identity.key
+        self.writer.add_row(
+            SpendLogRow(
+                request_id,
+                started,
+                identity.token_hash if key is not None else None,
+                identity.alias,
+                key.user_id if key is not None else None,
+                key.team_id if key is not None else None,
+                requested_model,
+                group,
+                None,
+                None,
+                0,
+                0,
+                0,
+                0,
+                0.0,
+                status,
+                round(latency * 1000.0, 3),
+                stream,
+                0,
+            )
+        )
+        self.metrics.request_done(group or UNKNOWN_MODEL_LABEL, status, _NO_USAGE, 0.0)
+
+
+UNKNOWN_MODEL_LABEL = "(not served)"
+_NO_USAGE = Usage()
 
 
 class SpendWriter:

@@ -599,6 +599,7 @@ class Admin:
             model=query.get("model"),
             start=_time_param(query.get("start_date"), "start_date"),
             end=_time_param(query.get("end_date"), "end_date"),
+            request_id=query.get("request_id"),
             limit=min(_positive(query.get("limit"), 1000, "limit"), 100_000),
         )
         return [_log_view(row) for row in rows]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from keystile.accounting.meters import usage_from_response, usage_of_cut_stream
+from keystile.accounting.spend import next_request_id
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
 from keystile.auth import Identity
@@ -116,6 +117,8 @@ class InferenceHandler:
         t0 = perf_counter()
         fmt = endpoint.client
         gw = self.gw
+        identity: Identity | None = None
+        request: ClientRequest | None = None
         try:
             size, seen = scan_headers(scope["headers"])
             if size > self.max_headers:
@@ -137,7 +140,10 @@ class InferenceHandler:
             else:
                 grant = await gw.authorizer.admit(identity, request.model, gw.clock.now())
         except GatewayError as error:
-            await send_error(send, fmt, error)
+            if identity is None or endpoint.operation is Operation.COUNT_TOKENS:
+                await send_error(send, fmt, error)
+            else:
+                await self._refuse(send, fmt, error, identity, request, started, t0)
             return
         except ClientDisconnected:
             return
@@ -159,6 +165,33 @@ class InferenceHandler:
             watch.stop()
             call.release()
             await call.finish()
+
+
+    async def _refuse(
+        self,
+        send: Send,
+        fmt: ApiFormat,
+        error: GatewayError,
+        identity: Identity,
+        request: ClientRequest | None,
+        started: float,
+        t0: float,
+    ) -> None:
+        """Answer a refusal after authentication, and log it (cost 0) under the caller's key."""
+        request_id = next_request_id()
+        await send_error(send, fmt, error, [(b"x-keystile-request-id", request_id.encode())])
+        model = request.model if request is not None else ""
+        group = self.gw.router.group(model) if model else None
+        self.gw.accountant.refused(
+            identity,
+            request_id=request_id,
+            requested_model=model,
+            group=group.name if group is not None else None,
+            status=error.status,
+            started=started,
+            latency=perf_counter() - t0,
+            stream=request.stream if request is not None else False,
+        )
 
 
 def scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes]]:
@@ -264,6 +297,8 @@ class _Call:
         self.accountable = endpoint.operation is not Operation.COUNT_TOKENS
         self.relay: Relay | None = None
         self.finished = False
+        self.request_id = next_request_id()
+        """Names the request's spend-log row; sent to the client as ``x-keystile-request-id``."""
 
     # --- the route loop ---------------------------------------------------------------------
 
@@ -403,6 +438,7 @@ class _Call:
         ours = quota_headers(self.grant.quota, self.fmt)
         out = _passed_upstream_headers(response.headers, ours) if response is not None else []
         out += ours
+        out.append((b"x-keystile-request-id", self.request_id.encode()))
         if plan is not None:
             out.append((b"x-keystile-model-group", plan.group_name.encode()))
             out.append((b"x-keystile-attempts", str(plan.attempts).encode()))
@@ -622,6 +658,7 @@ class _Call:
             self.grant,
             self.deployment,
             self.usage,
+            request_id=self.request_id,
             requested_model=self.request.model,
             group=plan.group_name if plan is not None else None,
             status=self.status or 500,

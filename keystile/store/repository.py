@@ -370,9 +370,13 @@ class Store:
         model: str | None = None,
         start: float | None = None,
         end: float | None = None,
+        request_id: str | None = None,
         limit: int = 1000,
     ) -> list[SpendLogRow]:
         clauses, params = _spend_filters(token_hash, user_id, team_id, model, start, end)
+        if request_id is not None:
+            clauses.append("request_id = ?")
+            params.append(request_id)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self.db.fetchall(
             f"SELECT {', '.join(SPEND_COLUMNS)} FROM spend_logs{where} ORDER BY ts DESC LIMIT ?", [*params, limit]
@@ -380,9 +384,14 @@ class Store:
         return [SpendLogRow(**{c: _from_db(c, v) for c, v in zip(SPEND_COLUMNS, row)}) for row in rows]
 
     async def spend_report(self, by: str, *, start: float | None = None, end: float | None = None) -> list[tuple]:
-        """Rows of (group, requests, input_tokens, output_tokens, cost), most expensive first."""
+        """Rows of (group, requests, input_tokens, output_tokens, cost), most expensive first.
+
+        Refused requests (logged with 0 attempts) are left out: they cost nothing and would
+        blur the requests column, which counts what was sent upstream.
+        """
         column = {"key": "token_hash", "user": "user_id", "team": "team_id", "model": "model"}[by]
         clauses, params = _spend_filters(None, None, None, None, start, end)
+        clauses.append("attempts > 0")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         extra = ", MAX(key_alias)" if by == "key" else ""
         rows = await self.db.fetchall(

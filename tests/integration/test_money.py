@@ -166,6 +166,28 @@ def test_rpm_limit_allows_exactly_n_then_429_with_retry_after_and_headers(gatewa
     assert messages(gateway, key).status_code == 200
 
 
+def test_request_ids_name_log_rows_and_refusals_after_auth_are_logged(gateway, upstream):
+    key = gateway.create_key(rpm_limit=1, key_alias="refusals")
+    served = messages(gateway, key)
+    refused = chat(gateway, key)
+    unknown_model = messages(gateway, gateway.create_key(key_alias="lost"), anthropic_body(model="no-such-model"))
+    anonymous = messages(gateway, "sk-not-a-key")
+    assert (served.status_code, refused.status_code, unknown_model.status_code, anonymous.status_code) == (200, 429, 404, 401)
+    ids = [r.headers["x-keystile-request-id"] for r in (served, refused, unknown_model)]
+    assert len(set(ids)) == 3 and "x-keystile-request-id" not in anonymous.headers
+
+    [row] = spend_logs(gateway, request_id=ids[0])
+    assert (row["key_alias"], row["status"], row["deployment"]) == ("refusals", 200, "claude-test#0")
+    assert row["spend"] > 0 and row["attempts"] == 1
+    [row] = spend_logs(gateway, request_id=ids[1])
+    assert (row["key_alias"], row["status"], row["model"], row["model_group"]) == ("refusals", 429, "gpt-test", "gpt-test")
+    assert (row["spend"], row["deployment"], row["attempts"], row["input_tokens"]) == (0, None, 0, 0)
+    [row] = spend_logs(gateway, request_id=ids[2])
+    assert (row["key_alias"], row["status"], row["model"], row["model_group"]) == ("lost", 404, "no-such-model", None)
+    assert spend_logs(gateway, request_id="no-such-id") == []
+    assert key_info(gateway, key)["spend"] == pytest.approx(spend_logs(gateway, request_id=ids[0])[0]["spend"])
+
+
 def test_tpm_limit_counts_tokens_the_upstream_reported(gateway, upstream):
     key = gateway.create_key(tpm_limit=50)
     first = messages(gateway, key, anthropic_body(text=LONG_TEXT))  # ~2,500 tokens: over the limit once counted
@@ -642,6 +664,9 @@ def test_spend_logs_filters_and_the_cli_report(upstream, tmp_path):
         [row] = spend_logs(gw, api_key=keys["loner"][0])
         assert (row["key_alias"], row["user"], row["team_id"], row["model"]) == ("loner", None, None, "claude-test")
         assert row["api_key"] == hashlib.sha256(keys["loner"][0].encode()).hexdigest()
+        # A refusal after authentication is logged (cost 0) but left out of the report below.
+        assert messages(gw, keys["loner"][0], anthropic_body(model="unserved")).status_code == 404
+        assert [row["status"] for row in spend_logs(gw, api_key=keys["loner"][0])] == [404, 200]
 
         # `keystile spend report` reads the same database; the reports run side by side.
         env = {**os.environ, "KEYSTILE_DATABASE_URL": gw.env["KEYSTILE_DATABASE_URL"]}
