@@ -68,10 +68,12 @@ def load_stacks(speedscope: Path) -> list[tuple[tuple[str, ...], float]]:
 
 
 def write_collapsed(stacks: list[tuple[tuple[str, ...], float]], path: Path) -> None:
+    """One ``stack count`` line per distinct stack; counts are microseconds of samples (py-spy's
+    speedscope weights are seconds, and collapsed tools want integers)."""
     merged: collections.Counter = collections.Counter()
     for stack, weight in stacks:
         merged[";".join(stack) or NO_PYTHON_FRAME] += weight
-    path.write_text("".join(f"{stack} {int(weight)}\n" for stack, weight in merged.most_common()))
+    path.write_text("".join(f"{stack} {round(weight * 1_000_000)}\n" for stack, weight in merged.most_common()))
 
 
 def summarise(stacks: list[tuple[tuple[str, ...], float]], top: int = 25) -> dict:

@@ -1,10 +1,10 @@
-"""LocalCounters: exact sliding minutes for rpm and tpm, parallel slots, all-or-nothing admission, on injected time."""
+"""LocalCounters: sliding minutes (exact in count) for rpm and tpm, parallel slots, all-or-nothing admission, on injected time."""
 
 from __future__ import annotations
 
 import pytest
 
-from keystile.limits.ratelimit import WINDOW, LocalCounters, RateCheck
+from keystile.limits.ratelimit import COALESCE, WINDOW, LocalCounters, RateCheck
 
 T0 = 1_800_000_000.0
 
@@ -114,3 +114,38 @@ def test_async_interface_matches():
         assert (await counters.admit([check], T0 + 1)).refusal.limit == "rpm"
 
     asyncio.run(run())
+
+
+def test_a_busy_scope_keeps_bounded_memory_and_never_over_admits():
+    """1,000 requests a second share entries per COALESCE interval: the count stays exact, the
+    window stays small, and a request leaves at most COALESCE after its minute, never before."""
+    counters = LocalCounters()
+    check = rpm(30_000)
+    for i in range(30_000):  # 30 s at 1,000 requests per second: exactly the limit
+        assert counters.admit_now([check], T0 + i / 1000).refusal is None
+    window = counters._windows["key:a"]
+    assert window.requests.total == 30_000
+    assert len(window.requests.entries) <= 30 / COALESCE + 1
+    assert counters.admit_now([check], T0 + 30.0).refusal is not None
+    # The first request (T0) would leave an exact log at T0 + 60; its entry leaves with its newest
+    # member, under COALESCE later — so at T0 + 60 nothing has left yet ...
+    refused = counters.admit_now([check], T0 + WINDOW)
+    assert refused.refusal is not None and 0 < refused.refusal.retry_after < COALESCE
+    # ... and once the first entry is out, exactly its members' worth of room opens.
+    after = T0 + WINDOW + COALESCE
+    room = 0
+    while counters.admit_now([check], after).refusal is None:
+        room += 1
+    assert 0 < room <= COALESCE * 1000 + 1
+    assert window.requests.total == 30_000
+
+
+def test_tokens_coalesce_too():
+    counters = LocalCounters()
+    for i in range(1_000):
+        counters.add_tokens_now(["key:a"], 10, T0 + i / 100)  # 100 additions per second for 10 s
+    window = counters._windows["key:a"]
+    assert window.tokens.total == 10_000 and len(window.tokens.entries) <= 10 / COALESCE + 1
+    check = RateCheck("key:a", "key", tpm=10_000)
+    assert counters.admit_now([check], T0 + 20).refusal.limit == "tpm"
+    assert counters.admit_now([check], T0 + 10 + WINDOW).quota.tpm_remaining == 10_000
