@@ -7,6 +7,8 @@ Raw ASGI on the hot path costs ~2 µs per request where a framework costs 15–1
 from __future__ import annotations
 
 import asyncio
+import weakref
+from functools import partial
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 
 import orjson
@@ -99,26 +101,33 @@ class DisconnectWatch:
     returns a plain coroutine, a side task) cancels the request, so a vanished client stops
     the upstream call at once, streaming or not. granian's ``receive`` returns a future, so
     no task is created per request there.
+
+    The callback reaches the watch through a weak reference. granian's futures are invisible
+    to the garbage collector, so a cycle through one (watch → future → bound-method callback
+    → watch) is never collected: it leaked the future's native state, ~100 bytes per request.
+    Call ``stop`` before the last byte of the answer goes out: granian reports a finished
+    request to a waiting ``receive`` as a disconnect.
     """
 
-    __slots__ = ("disconnected", "_pending", "_target", "_receive", "_rearms")
+    __slots__ = ("disconnected", "_pending", "_target", "_receive", "_rearms", "_callback", "__weakref__")
 
     def __init__(self, receive: Receive) -> None:
         self.disconnected = False
         self._target = asyncio.current_task()
         self._receive = receive
         self._rearms = 0
+        self._callback = partial(_watch_resolved, weakref.ref(self))
         self._arm()
 
     def _arm(self) -> None:
         pending = self._receive()
         if not asyncio.isfuture(pending):
             pending = asyncio.ensure_future(pending)
-        self._pending = pending
-        pending.add_done_callback(self._resolved)
+        self._pending: asyncio.Future | None = pending
+        pending.add_done_callback(self._callback)
 
     def _resolved(self, pending: asyncio.Future) -> None:
-        if pending.cancelled():
+        if pending.cancelled() or pending is not self._pending:
             return
         try:
             message = pending.result()
@@ -134,6 +143,15 @@ class DisconnectWatch:
 
     def stop(self) -> None:
         pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
         if not pending.done():
-            pending.remove_done_callback(self._resolved)
+            pending.remove_done_callback(self._callback)
             pending.cancel()
+
+
+def _watch_resolved(ref: "weakref.ref[DisconnectWatch]", pending: asyncio.Future) -> None:
+    watch = ref()
+    if watch is not None:
+        watch._resolved(pending)

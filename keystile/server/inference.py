@@ -476,7 +476,6 @@ class _Call:
             self.response_content = data[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
         self.status = response.status
         headers = [JSON_TYPE, *self._response_headers(response), self._overhead_header()]
-        self.watch.stop()
         await self.finish()
         await send_bytes(self.send, response.status, data, headers)
 
@@ -554,7 +553,6 @@ class _Call:
             self.plan.done(relay.usage.total_tokens)  # type: ignore[union-attr]
         if content is not None:
             self.response_content = b"".join(content).decode("utf-8", "replace")
-        self.watch.stop()
         await self.finish()
         await send({"type": "http.response.body", "body": out, "more_body": False})
 
@@ -626,10 +624,13 @@ class _Call:
 
         Doing it before the final send means a client that fires its next request the
         moment this one ends finds its parallel slot free and its spend already counted.
+        The disconnect watch stops here too: from now on the answer is complete as far as
+        keystile is concerned (granian reports the end of a request as a disconnect).
         """
         if self.finished:
             return
         self.finished = True
+        self.watch.stop()
         authorizer = self.gw.authorizer
         if authorizer.in_memory:
             authorizer.release_now(self.grant)
