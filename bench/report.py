@@ -14,6 +14,7 @@ ADDED_P50_MS = 0.3
 ADDED_P99_MS = 1.0
 ADDED_TTFB_MS = 1.0
 RSS_LIMIT_MB = 100.0
+STORE_CALLS_PER_1000 = 10  # per 1,000 requests: authentication, limits and budgets from memory; spend written in batches
 RSS_GROWTH_MB = 2.0  # allowed growth over the soak's second half
 READY_SECONDS = 2.0
 NOISY_OTHER_PERCENT = 20  # CPU of processes outside the benchmark, per run, above which a run counts as noisy
@@ -49,6 +50,13 @@ def evaluate(results: dict) -> list[dict]:
         # What one dedicated core would do at the measured CPU cost: robust when the machine is busy.
         throughput["note"] = f"CPU-bound estimate for a whole core: {1e6 / run['gateway_cpu_us_per_request']:,.0f} req/s"
     targets.append(throughput)
+    if run and run.get("store_reads") is not None:
+        n = max(run["requests"], 1)
+        for kind in ("reads", "writes"):
+            target = _target(f"database {kind}, non-streaming Messages, 64 connections",
+                             1000 * run[f"store_{kind}"] / n, STORE_CALLS_PER_1000, "per 1,000 requests")
+            target["note"] = f"{run[f'store_{kind}']:.0f} {kind} for {run['requests']:,} requests"
+            targets.append(target)
     for scenario in ("messages", "messages-stream", "chat"):
         added = added_latency(results, scenario, 1)
         targets.append(_target(f"added p50 latency, {scenario}, 1 connection", added and added["p50"], ADDED_P50_MS, "ms"))
@@ -124,6 +132,10 @@ def print_report(results: dict) -> None:
            for r in results.get("runs", []) if r["via"] == "keystile" and r.get("keystile_overhead_mean_us")]
     if own:
         print("   keystile's own overhead histogram (keystile_overhead_seconds, mean over the run): " + ", ".join(own))
+    calls = [f"{r['scenario']}@{r['connections']} {r['store_reads']:.0f} reads + {r['store_writes']:.0f} writes / {r['requests']:,} requests"
+             for r in results.get("runs", []) if r["via"] == "keystile" and r.get("store_reads") is not None]
+    if calls:
+        print("   database round trips during the run (keystile_store_calls_total): " + ", ".join(calls))
     busiest = _run(results, "messages", 64, "keystile")
     if busiest and busiest.get("gateway_worker_threads"):
         threads = [f"{t['name']}[{t['tid']}] {t['cpu_percent']:.0f}% ({t['us_per_request']:.0f} µs/req)"

@@ -62,7 +62,8 @@ class _Snapshot:
     reaped: float
     cores: procfs.CoreTimes
     rss: dict[int, int]
-    overhead: tuple[float, float]
+    scraped: dict[str, float]
+    """keystile's /metrics figures (``Gateway.scrape``); empty for the floor app."""
     threads: dict[int, tuple[str, float]]
 
 
@@ -123,7 +124,7 @@ class Bench:
             reaped=procfs.reaped_children_cpu(),
             cores=procfs.core_times(),
             rss={pid: procfs.rss_bytes(pid) for pid in workers},
-            overhead=server.overhead_histogram() if isinstance(server, Gateway) else (0.0, 0.0),
+            scraped=server.scrape() if isinstance(server, Gateway) else {},
             threads={tid: v for pid in workers for tid, v in procfs.thread_cpu(pid).items()},
         )
 
@@ -187,8 +188,9 @@ class Bench:
 
         machine_busy = (after.cores.busy["cpu"] - before.cores.busy["cpu"]) / ticks
         ours = worker_cpu + main_cpu + mock_cpu + loadgen_cpu
-        overhead_sum = after.overhead[0] - before.overhead[0]
-        overhead_count = after.overhead[1] - before.overhead[1]
+        scraped = {name: value - before.scraped.get(name, 0.0) for name, value in after.scraped.items()}
+        overhead_sum = scraped.get("overhead_sum", 0.0)
+        overhead_count = scraped.get("overhead_count", 0.0)
         n = max(result.requests, 1)
         threads = []
         for tid, (name, seconds) in after.threads.items():
@@ -212,6 +214,9 @@ class Bench:
             "rss_before_mb": sum(before.rss.values()) / MB,
             "rss_after_mb": sum(after.rss.values()) / MB,
             "keystile_overhead_mean_us": 1e6 * overhead_sum / overhead_count if overhead_count else None,
+            # Database round trips during the run (the metric scrapes themselves make none).
+            "store_reads": scraped.get("store_read") if scraped else None,
+            "store_writes": scraped.get("store_write") if scraped else None,
             "gateway_worker_threads": threads,
             "quiet_wait": quiet,
         }

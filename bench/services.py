@@ -295,17 +295,20 @@ class Gateway:
     def create_key(self, fields: dict) -> str:
         return self.admin("POST", "/key/generate", fields)["key"]
 
-    def overhead_histogram(self) -> tuple[float, float]:
-        """(sum of seconds, count) of ``keystile_overhead_seconds`` from /metrics."""
+    def scrape(self) -> dict[str, float]:
+        """From /metrics: ``keystile_overhead_seconds`` sum and count, and database round trips by kind."""
         status, text = http_call(self.port, "GET", "/metrics")
-        total = count = 0.0
+        found = {"overhead_sum": 0.0, "overhead_count": 0.0, "store_read": 0.0, "store_write": 0.0}
         if status == 200:
             for line in text.decode().splitlines():
                 if line.startswith("keystile_overhead_seconds_sum"):
-                    total += float(line.split()[-1])
+                    found["overhead_sum"] += float(line.split()[-1])
                 elif line.startswith("keystile_overhead_seconds_count"):
-                    count += float(line.split()[-1])
-        return total, count
+                    found["overhead_count"] += float(line.split()[-1])
+                elif line.startswith("keystile_store_calls_total{"):
+                    kind = line.split('kind="', 1)[1].split('"', 1)[0]
+                    found[f"store_{kind}"] = found.get(f"store_{kind}", 0.0) + float(line.split()[-1])
+        return found
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""

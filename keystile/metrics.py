@@ -36,6 +36,10 @@ class Metrics:
         self.upstream_errors = Counter(
             "keystile_upstream_errors", "Failed upstream attempts by deployment and reason", ["deployment", "reason"], registry=r
         )
+        self.store_calls = Counter(
+            "keystile_store_calls", "Database round trips by kind (read: a query; write: a statement or transaction)", ["kind"],
+            registry=r,
+        )
         self.retries = Counter("keystile_retries", "Upstream attempts after the first, by model group", ["model"], registry=r)
         self.fallbacks = Counter("keystile_fallbacks", "Requests served by a fallback group", ["model", "fallback"], registry=r)
         self.spend_pending_rows = Gauge(
@@ -99,6 +103,9 @@ class Metrics:
                     self.overhead._buckets[index].inc(count)
             self.overhead._sum.inc(self._overhead_sum)
             self._overhead_sum = 0.0
+
+    def store_call(self, kind: str) -> None:
+        self.store_calls.labels(kind).inc()
 
     def spend_pending(self, rows: int) -> None:
         self.spend_pending_rows.set(rows)

@@ -34,7 +34,7 @@ from keystile.routing.router import Router
 from keystile.server import admin, catalog
 from keystile.server.http import Receive, Scope, Send, header_value, send_error
 from keystile.server.inference import Endpoint, InferenceHandler
-from keystile.store.database import DatabaseUnavailable
+from keystile.store.database import CountingDatabase, DatabaseUnavailable
 from keystile.store.health import StoreHealth
 from keystile.store.repository import Store
 from keystile.upstream.client import UpstreamClient
@@ -110,6 +110,7 @@ class Gateway:
     async def start(self) -> None:
         settings = self.settings
         self.store = await Store.open(settings.database_url)
+        self.store.db = CountingDatabase(self.store.db, self.metrics.store_call)
         master_hash, generated = await ensure_master_key(self.store, settings)
         if generated is not None:
             print_generated_master_key(generated)

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, AsyncIterator, NamedTuple, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, NamedTuple, Protocol, Sequence
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -58,6 +58,42 @@ class Database(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class CountingDatabase:
+    """A ``Database`` that reports each round trip (``read``: a query; ``write``: a statement or
+    transaction) to ``on_call``, so ``/metrics`` and the benchmark can show how rarely the
+    request path touches the store. Everything else passes straight through."""
+
+    def __init__(self, db: Database, on_call: Callable[[str], None]) -> None:
+        self.db = db
+        self.dialect = db.dialect
+        self._on_call = on_call
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        self._on_call("read")
+        return await self.db.fetchall(sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        self._on_call("read")
+        return await self.db.fetchone(sql, params)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._on_call("write")
+        return await self.db.execute(sql, params)
+
+    async def transaction(self, statements: Sequence[Statement | Many]) -> list[list[tuple]]:
+        self._on_call("write")
+        return await self.db.transaction(statements)
+
+    async def run_script(self, script: str) -> None:
+        await self.db.run_script(script)
+
+    def migration_lock(self) -> AbstractAsyncContextManager[None]:
+        return self.db.migration_lock()
+
+    async def close(self) -> None:
+        await self.db.close()
 
 
 def sqlite_path(url: str) -> str:

@@ -25,6 +25,7 @@ import pytest
 from keystile.accounting.pricing import cost_of, price_for
 from keystile.accounting.usage import Usage, usage_from_anthropic, usage_from_openai
 from keystile.providers import mock_replies
+from keystile.server.app import REVISION_POLL_SECONDS
 from keystile.testing.upstream import MockUpstreamThread
 from tests.integration.harness import KEYSTILE, GatewayProcess, anthropic_body, openai_body, standard_config
 
@@ -186,6 +187,33 @@ def test_request_ids_name_log_rows_and_refusals_after_auth_are_logged(gateway, u
     assert (row["key_alias"], row["status"], row["model"], row["model_group"]) == ("lost", 404, "no-such-model", None)
     assert spend_logs(gateway, request_id="no-such-id") == []
     assert key_info(gateway, key)["spend"] == pytest.approx(spend_logs(gateway, request_id=ids[0])[0]["spend"])
+
+
+def store_calls(gw: GatewayProcess) -> dict[str, float]:
+    text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    found = re.findall(r'^keystile_store_calls_total\{kind="(\w+)"\} (\S+)$', text, flags=re.M)
+    return {kind: float(value) for kind, value in found}
+
+
+def test_limits_and_budgets_are_checked_without_a_database_round_trip(gateway, upstream):
+    """A key with every limit and a budget: after its first request (which fills the key
+    cache) a burst of requests reads nothing from the database; spend goes out in batches."""
+    key = gateway.create_key(rpm_limit=1000, tpm_limit=10_000_000, max_parallel_requests=50, max_budget=100.0)
+    assert messages(gateway, key).status_code == 200
+    before = store_calls(gateway)
+    started = time.monotonic()
+    for i in range(40):
+        response = messages(gateway, key) if i % 2 else chat(gateway, key)
+        assert response.status_code == 200
+    elapsed = time.monotonic() - started
+    after = store_calls(gateway)
+    reads = after.get("read", 0) - before.get("read", 0)
+    writes = after.get("write", 0) - before.get("write", 0)
+    # The only reads are the key-revision poll (one per REVISION_POLL_SECONDS), the only
+    # writes the spend flushes (one per flush_interval, 0.2 s here): none per request.
+    assert reads <= elapsed / REVISION_POLL_SECONDS + 2, (reads, elapsed)
+    assert writes <= elapsed / 0.2 + 2, (writes, elapsed)
+    assert reads + writes < 40
 
 
 def test_tpm_limit_counts_tokens_the_upstream_reported(gateway, upstream):
