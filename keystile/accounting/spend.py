@@ -104,32 +104,9 @@ class Accountant:
             authorizer.charge_now(grant, cost, usage.total_tokens, self.clock())
         else:
             await authorizer.charge(grant, cost, usage.total_tokens, self.clock())
-        key = identity.key
-        # Positional, in SpendLogRow's field order: a third of the cost of 21 keywords, on every request.
         self.writer.add_row(
-            SpendLogRow(
-                request_id,
-                started,  # ts
-                identity.token_hash if key is not None else None,
-                identity.alias,
-                key.user_id if key is not None else None,
-                key.team_id if key is not None else None,
-                requested_model,  # model
-                group,  # model_group
-                deployment.id if deployment is not None else None,
-                deployment.provider if deployment is not None else None,
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                cost,
-                status,
-                round(latency * 1000.0, 3),  # latency_ms
-                stream,
-                attempts,
-                request_content,
-                response_content,
-            )
+            _log_row(identity, request_id, started, requested_model, group, deployment, usage, cost, status, latency,
+                     stream, attempts, request_content, response_content)
         )
         self.metrics.request_done(group or requested_model, status, usage, cost)
         return cost
@@ -152,35 +129,58 @@ class Accountant:
         who was turned away and why. The metric is labelled by the served group only: model
         names the gateway does not serve are client-chosen and would make labels unbounded.
         """
-        key = identity.key
         self.writer.add_row(
-            SpendLogRow(
-                request_id,
-                started,
-                identity.token_hash if key is not None else None,
-                identity.alias,
-                key.user_id if key is not None else None,
-                key.team_id if key is not None else None,
-                requested_model,
-                group,
-                None,
-                None,
-                0,
-                0,
-                0,
-                0,
-                0.0,
-                status,
-                round(latency * 1000.0, 3),
-                stream,
-                0,
-            )
+            _log_row(identity, request_id, started, requested_model, group, None, _NO_USAGE, 0.0, status, latency, stream, 0)
         )
         self.metrics.request_done(group or UNKNOWN_MODEL_LABEL, status, _NO_USAGE, 0.0)
 
 
 UNKNOWN_MODEL_LABEL = "(not served)"
 _NO_USAGE = Usage()
+
+
+def _log_row(
+    identity: Identity,
+    request_id: str,
+    started: float,
+    requested_model: str,
+    group: str | None,
+    deployment: Deployment | None,
+    usage: Usage,
+    cost: float,
+    status: int,
+    latency: float,
+    stream: bool,
+    attempts: int,
+    request_content: str | None = None,
+    response_content: str | None = None,
+) -> SpendLogRow:
+    """One spend-log row. Positional, in SpendLogRow's field order: a third of the cost of 21
+    keywords, on every request."""
+    key = identity.key
+    return SpendLogRow(
+        request_id,
+        started,  # ts
+        identity.token_hash if key is not None else None,
+        identity.alias,
+        key.user_id if key is not None else None,
+        key.team_id if key is not None else None,
+        requested_model,  # model
+        group,  # model_group
+        deployment.id if deployment is not None else None,
+        deployment.provider if deployment is not None else None,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        cost,
+        status,
+        round(latency * 1000.0, 3),  # latency_ms
+        stream,
+        attempts,
+        request_content,
+        response_content,
+    )
 
 
 class SpendWriter:
