@@ -125,6 +125,7 @@ def print_report(results: dict) -> None:
     for line in load_table(results):
         print(line)
     print("   floor: a do-nothing ASGI app on granian with keystile's server settings (what the server alone costs);\n"
+          "   routed: the messages request to a group of three weighted deployments of the same upstream model;\n"
           "   +p50/+p99: added latency, keystile minus direct at the same connections; µs CPU/req: server worker CPU (all\n"
           "   threads) per request; gw CPU / load CPU: server worker / wrk + mock CPU as % of one core; other: CPU used by\n"
           "   processes outside the benchmark during the run (noise from other work on the machine).")
@@ -132,6 +133,13 @@ def print_report(results: dict) -> None:
            for r in results.get("runs", []) if r["via"] == "keystile" and r.get("keystile_overhead_mean_us")]
     if own:
         print("   keystile's own overhead histogram (keystile_overhead_seconds, mean over the run): " + ", ".join(own))
+    for connections in sorted({r["connections"] for r in results.get("runs", []) if r["via"] == "routed"}):
+        single, routed = _run(results, "messages", connections, "keystile"), _run(results, "messages", connections, "routed")
+        if single and routed:
+            print(f"   routing, messages@{connections}: a three-deployment weighted group {routed['rps']:,.0f} req/s, "
+                  f"{routed['gateway_cpu_us_per_request']:.0f} µs CPU/req, p50 {routed['latency_us']['p50'] / 1000:.3f} ms; "
+                  f"one deployment {single['rps']:,.0f} req/s, {single['gateway_cpu_us_per_request']:.0f} µs CPU/req, "
+                  f"p50 {single['latency_us']['p50'] / 1000:.3f} ms")
     calls = [f"{r['scenario']}@{r['connections']} {r['store_reads']:.0f} reads + {r['store_writes']:.0f} writes / {r['requests']:,} requests"
              for r in results.get("runs", []) if r["via"] == "keystile" and r.get("store_reads") is not None]
     if calls:

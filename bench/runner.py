@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import procfs, streams
 from bench.load import LoadGenerator, LoadResult, LoadSpec
-from bench.scenarios import PACED_MODELS, SCENARIOS, STREAM_SCENARIOS
+from bench.scenarios import PACED_MODELS, ROUTED_MODEL, SCENARIOS, STREAM_SCENARIOS
 from bench.services import BENCH_KEY_LIMITS, FloorServer, Gateway, MockUpstream, Pinning, gateway_config, new_master_key
 
 MB = 1024 * 1024
@@ -234,6 +234,8 @@ class Bench:
                 if name == "messages" and self.floor is not None:
                     targets.append(("floor", self.floor.port, scenario.direct(), self.floor))
                 targets.append(("keystile", self.gateway.port, scenario.through_gateway(self.key), self.gateway))
+                if name == "messages":  # the same request to a three-deployment group: what routing costs
+                    targets.append(("routed", self.gateway.port, scenario.through_gateway(self.key, ROUTED_MODEL), self.gateway))
                 for via, port, request, server in targets:
                     spec = LoadSpec(port, (request,), connections, o.duration)
                     if o.warmup > 0:

@@ -81,3 +81,5 @@ STREAM_SCENARIOS: dict[str, Scenario] = {
     "chat-stream": Scenario("chat-stream", "OpenAI Chat Completions, streaming (SSE)", "/v1/chat/completions", "openai", "gpt-bench", UPSTREAM_OPENAI_MODEL, True),
 }
 PACED_MODELS = {"anthropic": "claude-paced", "openai": "gpt-paced"}
+ROUTED_MODEL = "claude-routed"
+"""A group of three weighted deployments of the Messages scenario's upstream model (the ``routed`` runs)."""

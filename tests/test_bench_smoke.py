@@ -34,7 +34,7 @@ def test_smoke_run_measures_every_phase(tmp_path: Path) -> None:
     for scenario in ("messages", "messages-stream", "chat"):
         for connections in (1, 64):
             assert {(scenario, connections, "direct"), (scenario, connections, "keystile")} <= seen
-    assert ("messages", 64, "floor") in seen
+    assert {("messages", 64, "floor"), ("messages", 1, "routed"), ("messages", 64, "routed")} <= seen
     for run in results["runs"]:
         assert run["requests"] > 0 and run["rps"] > 0, run
         assert sum(run["errors"].values()) == 0, run
@@ -57,6 +57,7 @@ def test_smoke_run_measures_every_phase(tmp_path: Path) -> None:
     assert results["spend"]["key_spend_usd"] > 0, "spend accounting did not run"
     names = {t["name"] for t in results["targets"]}
     assert "throughput, non-streaming Messages, 64 connections" in names
+    assert "database reads, non-streaming Messages, 64 connections" in names
     assert all(t["pass"] is not None for t in results["targets"])
 
 
