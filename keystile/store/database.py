@@ -104,6 +104,28 @@ def sqlite_path(url: str) -> str:
     return rest or ":memory:"
 
 
+BACKGROUND_NICENESS = 10
+"""How much lower than the event loop the SQLite thread runs (Linux nice steps)."""
+
+
+def lower_thread_priority() -> None:
+    """Run the calling thread ``BACKGROUND_NICENESS`` steps below the rest of the process.
+
+    The database thread mostly writes spend batches: once a second it binds and commits a
+    second's rows. At equal priority that burst takes its fair share of the core from the
+    event loop, and the requests arriving meanwhile wait (it was most of the p99 latency at
+    one connection). At nice +10 the scheduler gives it about a tenth of a busy core, still
+    far more than the writes need; an idle core it gets whole. Where the platform cannot do
+    this, nothing changes.
+    """
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(current + BACKGROUND_NICENESS, 19))
+    except (AttributeError, OSError):
+        pass
+
+
 class SQLiteDatabase:
     """stdlib sqlite3 in WAL mode, all calls on one thread owned by this object."""
 
@@ -111,7 +133,7 @@ class SQLiteDatabase:
 
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keystile-sqlite")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keystile-sqlite", initializer=lower_thread_priority)
         self._conn: sqlite3.Connection | None = None
         self._owner: int | None = None
 
