@@ -123,14 +123,15 @@ def test_master_key_generated_once_and_only_its_hash_stored(tmp_path, upstream):
 
 def test_keys_commands_work_on_the_store(tmp_path, upstream):
     env = {"KEYSTILE_DATABASE_URL": f"sqlite:///{tmp_path / 'keys.db'}", "KEYSTILE_MASTER_KEY": "sk-ks-cli-master-000000000000"}
-    created = run("keys", "create", "--alias", "cli-key", "--models", "m", "--rpm", "5", env=env)
+    # rpm high enough that polling for the block/unblock to take effect never trips it.
+    created = run("keys", "create", "--alias", "cli-key", "--models", "m", "--rpm", "500", env=env)
     assert created.returncode == 0, created.stderr
     raw = created.stdout.strip()
     assert raw.startswith("sk-ks-")
     listed = run("keys", "list", env=env)
     assert "cli-key" in listed.stdout and raw not in listed.stdout
     info = run("keys", "info", "cli-key", env=env)
-    assert "rpm_limit" in info.stdout and raw not in info.stdout
+    assert "rpm_limit" in info.stdout and "500" in info.stdout and raw not in info.stdout
 
     config = "models:\n  - name: m\n    provider: mock\n"
     with GatewayProcess(config, workdir=tmp_path, env=env, master_key="sk-ks-cli-master-000000000000") as gw:
