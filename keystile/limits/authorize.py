@@ -262,7 +262,7 @@ def limit_headers(fmt: ApiFormat | None, kind: str, limit: int, remaining: int, 
     return out
 
 
-# Header names by kind, encoded once (these headers are on every response of a limited key).
+# Header names by kind, encoded once (these headers go out on every response of a limited key).
 _OPENAI_LIMIT_NAMES = {
     kind: (b"x-ratelimit-limit-" + kind.encode(), b"x-ratelimit-remaining-" + kind.encode(), b"x-ratelimit-reset-" + kind.encode())
     for kind in ("requests", "tokens")
@@ -285,29 +285,15 @@ def quota_headers_for_refusal(check: RateCheck, limit: str, retry: int) -> list[
 
 
 def quota_headers(quota: Quota | None, fmt: ApiFormat) -> list[tuple[bytes, bytes]]:
-    """What remains of the tightest limits, in the client's style, on a successful response.
-
-    ``limit_headers`` for one style, unrolled: these six headers go out on every response of a limited key.
-    """
+    """What remains of the tightest limits, in the client's style, on a successful response."""
     if quota is None:
         return []
     out: list[tuple[bytes, bytes]] = []
-    anthropic = fmt is ApiFormat.ANTHROPIC
-    names = _ANTHROPIC_LIMIT_NAMES if anthropic else _OPENAI_LIMIT_NAMES
     now = time.time()
-    for kind, limit, remaining, reset in (
-        ("requests", quota.rpm_limit, quota.rpm_remaining, quota.rpm_reset),
-        ("tokens", quota.tpm_limit, quota.tpm_remaining, quota.tpm_reset),
-    ):
-        if limit is None:
-            continue
-        limit_name, remaining_name, reset_name = names[kind]
-        reset = max(reset, 0.0)
-        out += (
-            (limit_name, str(limit).encode()),
-            (remaining_name, str(max(remaining or 0, 0)).encode()),
-            (reset_name, _rfc3339_bytes(now + reset) if anthropic else f"{math.ceil(reset)}s".encode()),
-        )
+    if quota.rpm_limit is not None:
+        out += limit_headers(fmt, "requests", quota.rpm_limit, quota.rpm_remaining or 0, quota.rpm_reset, now)
+    if quota.tpm_limit is not None:
+        out += limit_headers(fmt, "tokens", quota.tpm_limit, quota.tpm_remaining or 0, quota.tpm_reset, now)
     return out
 
 

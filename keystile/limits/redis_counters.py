@@ -23,6 +23,7 @@ import logging
 import uuid
 from typing import Callable, Sequence
 
+from keystile.aio import stop_tasks
 from keystile.limits.ratelimit import WINDOW, Admission, LocalCounters, Quota, RateCheck, Refusal
 from keystile.store.redis_link import REDIS_FAILURES, RedisLink
 
@@ -245,12 +246,7 @@ class RedisCounters:
                 self.link.failed(exc)
 
     async def close(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            try:
-                await self._renewer
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._renewer)
 
 
 def _arg(limit: int | None) -> str:

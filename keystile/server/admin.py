@@ -635,7 +635,7 @@ class Admin:
         return 200, report
 
     async def health(self, body: Body, query: dict) -> dict:
-        return {"deployments": self.gw.router.health(self.gw.clock.now()) if hasattr(self.gw.router, "health") else []}
+        return {"deployments": self.gw.router.health(self.gw.clock.now())}
 
     async def metrics(self, body: Body, query: dict) -> bytes:
         return self.gw.metrics.render()

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from keystile.accounting.spend import Accountant, SpendWriter
+from keystile.aio import stop_tasks
 from keystile.apiformat import ApiFormat
 from keystile.auth import Authenticator, KeyCache, hash_key
 from keystile.clock import Clock
@@ -130,13 +131,7 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self._fold_metrics(), name="keystile-metrics-fold"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(*self._tasks)
         if self.writer is not None:
             await self.writer.close()
         self.metrics.fold()

@@ -17,6 +17,7 @@ from typing import Callable
 
 import redis.asyncio as aioredis
 
+from keystile.aio import stop_tasks
 from keystile.store.redis_link import REDIS_FAILURES, RedisLink
 
 log = logging.getLogger("keystile.redis")
@@ -80,12 +81,7 @@ class ChangeBroadcast:
         self.on_change(None if parts[2] == EVERYTHING else parts[2], int(parts[1]))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._task)
         try:
             await self._client.aclose()
         except REDIS_FAILURES:

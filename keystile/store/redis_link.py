@@ -18,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from keystile.aio import stop_tasks
 from keystile.metrics import Metrics
 
 log = logging.getLogger("keystile.redis")
@@ -102,12 +103,7 @@ class RedisLink:
                 log.exception("Redis recovery hook failed")
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            try:
-                await self._probe
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._probe)
         try:
             await self.client.aclose()
         except REDIS_FAILURES:
