@@ -920,6 +920,9 @@ class MockUpstreamThread:
     def stats(self) -> dict:
         return self.call(self.server.stats)
 
+    def connections(self) -> list[dict]:
+        return self.call(self.server.connections)
+
     def reset(self) -> None:
         self.call(self.server.reset)
 
