@@ -9,17 +9,20 @@ CONFIG ?=
 
 install: $(VENV)/.installed
 
+# PYTHONWARNINGS=ignore: setuptools prints a boxed "Editable installation" warning on every
+# editable build; it says nothing about keystile and buried the start-up banner of `make run`.
+
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keystile needs Python 3.11 or newer")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[postgres,redis]'
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[postgres,redis]'
 	@touch $@
 
 install-test: $(VENV)/.installed-test
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e '.[postgres,redis,test]'
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[postgres,redis,test]'
 	@touch $@
 
 run: install
