@@ -49,6 +49,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = replace(settings, server=server)
     for warning in settings.warnings:
         sys.stderr.write(f"keystile: warning: {warning}\n")
+    if server.workers > 1 and not settings.redis_url:
+        sys.stderr.write(
+            f"keystile: warning: {server.workers} workers and no redis_url: each worker counts rpm, tpm and "
+            f"parallel limits on its own, so a key can get up to {server.workers}x its limits "
+            "(set redis_url to share the counts; budgets and spend are shared through the database)\n"
+        )
 
     from keystile.store.database import DatabaseUnavailable
     from keystile.store.migrations import SchemaTooNew

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 import logging
 import time
@@ -34,8 +35,20 @@ MAX_BUFFERED_ROWS = 200_000
 
 # Spend-log ids: a random per-process prefix and a counter — unique across processes and
 # restarts without a system call per request (uuid4 reads /dev/urandom every time).
+# ``keystile serve`` imports this module before granian forks its workers, so every forked
+# child draws its own prefix: with an inherited one, two workers handed out the same ids and
+# the idempotent spend-log insert dropped one worker's rows as duplicates.
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count(1)
+
+
+def _new_id_sequence() -> None:
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX = secrets.token_hex(8)
+    _ID_COUNTER = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_sequence)
 
 
 def next_request_id() -> str:
