@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -71,23 +72,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     os.environ["KEYSTILE_CONFIG"] = os.path.abspath(args.config) if args.config else ""
     os.environ["KEYSTILE_WORKERS"] = str(server.workers)
+    metrics_dir = None  # the workers' shared Prometheus files, when this command made the directory
     if server.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keystile-metrics-")
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keystile-metrics-")
 
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    Granian(
-        "keystile.server.app:create_app",
-        factory=True,
-        address=server.host,
-        port=server.port,
-        interface=Interfaces.ASGI,
-        workers=server.workers,
-        loop=Loops.uvloop,
-        log_access=False,
-        backlog=2048,
-    ).serve()
+    try:
+        Granian(
+            "keystile.server.app:create_app",
+            factory=True,
+            address=server.host,
+            port=server.port,
+            interface=Interfaces.ASGI,
+            workers=server.workers,
+            loop=Loops.uvloop,
+            log_access=False,
+            backlog=2048,
+        ).serve()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

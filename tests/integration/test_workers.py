@@ -101,3 +101,41 @@ def test_a_key_blocked_through_one_worker_is_refused_by_every_worker_within_a_se
     statuses = [call(workers, key, i).status_code for i in range(16)]
     assert statuses == [401] * 16, f"{statuses} ({time.monotonic() - blocked_at:.2f} s after the block)"
     assert upstream.requests() == []
+
+
+def requests_counted(gw: GatewayProcess) -> float:
+    text = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("keystile_requests_total{"))
+
+
+def test_metrics_merge_both_workers(workers: GatewayProcess, upstream: MockUpstreamThread) -> None:
+    before = requests_counted(workers)
+    key = workers.create_key()
+    sent = 0
+    while sent < 10 or (not served_by_both(upstream) and sent < 200):
+        assert call(workers, key, sent).status_code == 200
+        sent += 1
+    assert served_by_both(upstream)
+    time.sleep(1.2)  # every worker folds its tallies into the shared files once a second
+    # Whichever worker answers the scrape, it reports both workers' requests.
+    assert [requests_counted(workers) for _ in range(6)] == [before + sent] * 6
+
+
+def test_sigterm_flushes_every_workers_spend(upstream: MockUpstreamThread, tmp_path) -> None:
+    # A flush interval far longer than the test: only the shutdown flush of each worker writes.
+    config = standard_config(upstream.url, extra="spend:\n  flush_interval: 3600\n")
+    first = GatewayProcess(config, master_key=MASTER_KEY, workers=2, workdir=tmp_path).start()
+    try:
+        key = first.create_key()
+        sent = 0
+        while sent < 12 or (not served_by_both(upstream) and sent < 200):
+            assert call(first, key, sent).status_code == 200
+            sent += 1
+        assert served_by_both(upstream)
+    finally:
+        assert first.stop() == 0
+    with GatewayProcess(config, master_key=MASTER_KEY, workdir=tmp_path) as second:
+        rows = second.admin("GET", "/spend/logs", params={"api_key": key}).json()
+        assert len(rows) == sent
+        spend = second.admin("GET", "/key/info", params={"key": key}).json()["info"]["spend"]
+        assert spend == pytest.approx(sum(row["spend"] for row in rows), rel=1e-9) and spend > 0
