@@ -48,6 +48,17 @@ def served_by_both(upstream: MockUpstreamThread) -> bool:
     return len({r["connection"] for r in upstream.requests()}) >= 2
 
 
+def send_through_both(gw: GatewayProcess, upstream: MockUpstreamThread, key: str, at_least: int) -> int:
+    """At least ``at_least`` successful requests, more until both workers have served some; how many."""
+    sent = 0
+    while sent < at_least or (not served_by_both(upstream) and sent < 200):
+        response = call(gw, key, sent)
+        assert response.status_code == 200, response.text
+        sent += 1
+    assert served_by_both(upstream), f"all {sent} requests reached one worker"
+    return sent
+
+
 def spend_logs(gw: GatewayProcess, key: str, expected: int) -> list[dict]:
     """The key's spend-log rows once both workers have flushed (about once a second)."""
     deadline = time.monotonic() + 10
@@ -64,12 +75,7 @@ def test_the_serve_command_warns_that_limits_are_per_worker_without_redis(worker
 
 def test_spend_from_both_workers_adds_up_exactly(workers: GatewayProcess, upstream: MockUpstreamThread) -> None:
     key = workers.create_key(max_budget=100.0)
-    sent = 0
-    while sent < 12 or (not served_by_both(upstream) and sent < 200):
-        response = call(workers, key, sent)
-        assert response.status_code == 200, response.text
-        sent += 1
-    assert served_by_both(upstream), f"all {sent} requests reached one worker"
+    sent = send_through_both(workers, upstream, key, 12)
     rows = spend_logs(workers, key, sent)
     assert len(rows) == sent and all(row["spend"] > 0 for row in rows)
     logged = sum(row["spend"] for row in rows)
@@ -89,11 +95,7 @@ def test_a_key_blocked_through_one_worker_is_refused_by_every_worker_within_a_se
     workers: GatewayProcess, upstream: MockUpstreamThread
 ) -> None:
     key = workers.create_key()
-    for i in range(200):  # both workers have the key cached
-        assert call(workers, key, i).status_code == 200
-        if i >= 3 and served_by_both(upstream):
-            break
-    assert served_by_both(upstream)
+    send_through_both(workers, upstream, key, 4)  # both workers have the key cached
     assert workers.admin("POST", "/key/block", json={"key": key}).status_code == 200
     blocked_at = time.monotonic()
     time.sleep(1.0)
@@ -111,11 +113,7 @@ def requests_counted(gw: GatewayProcess) -> float:
 def test_metrics_merge_both_workers(workers: GatewayProcess, upstream: MockUpstreamThread) -> None:
     before = requests_counted(workers)
     key = workers.create_key()
-    sent = 0
-    while sent < 10 or (not served_by_both(upstream) and sent < 200):
-        assert call(workers, key, sent).status_code == 200
-        sent += 1
-    assert served_by_both(upstream)
+    sent = send_through_both(workers, upstream, key, 10)
     time.sleep(1.2)  # every worker folds its tallies into the shared files once a second
     # Whichever worker answers the scrape, it reports both workers' requests.
     assert [requests_counted(workers) for _ in range(6)] == [before + sent] * 6
@@ -127,11 +125,7 @@ def test_sigterm_flushes_every_workers_spend(upstream: MockUpstreamThread, tmp_p
     first = GatewayProcess(config, master_key=MASTER_KEY, workers=2, workdir=tmp_path).start()
     try:
         key = first.create_key()
-        sent = 0
-        while sent < 12 or (not served_by_both(upstream) and sent < 200):
-            assert call(first, key, sent).status_code == 200
-            sent += 1
-        assert served_by_both(upstream)
+        sent = send_through_both(first, upstream, key, 12)
     finally:
         assert first.stop() == 0
     with GatewayProcess(config, master_key=MASTER_KEY, workdir=tmp_path) as second:
