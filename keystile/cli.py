@@ -185,24 +185,35 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return asyncio.run(_keys(args))
 
 
+# keys create's options by the /key/generate field they fill, where the names differ.
+_KEY_FLAGS = {"rpm_limit": "--rpm", "tpm_limit": "--tpm", "max_parallel_requests": "--parallel", "key_alias": "--alias",
+              "user_id": "--user", "team_id": "--team"}
+
+
 async def _keys(args: argparse.Namespace) -> int:
     from keystile.auth import generate_key, hash_key
     from keystile.credentials import mask
-    from keystile.durations import parse_duration
+    from keystile.errors import GatewayError
+    from keystile.server.admin import new_key_fields
     from keystile.store.keys import build_key
 
+    if args.action == "create":
+        data = _key_fields(args)
+        if args.duration is not None:
+            data["duration"] = args.duration
+        try:
+            fields, duration = new_key_fields(data)
+        except GatewayError as exc:
+            field = exc.param or ""
+            flag = _KEY_FLAGS.get(field, "--" + field.replace("_", "-"))
+            sys.stderr.write(f"keystile: {flag}: {exc.message.removeprefix(field + ': ')}\n")
+            return 2
     settings = _settings(args.config)
     store = await _store(settings)
     try:
         if args.action == "create":
-            if args.duration:
-                try:
-                    parse_duration(args.duration)
-                except ValueError as exc:
-                    sys.stderr.write(f"keystile: --duration: {exc}\n")
-                    return 2
             raw = generate_key()
-            record = build_key(raw, _key_fields(args), time.time(), args.duration)
+            record = build_key(raw, fields, time.time(), duration)
             if record.team_id and await store.get_team(record.team_id) is None:
                 sys.stderr.write(f"keystile: team {record.team_id!r} does not exist\n")
                 return 1

@@ -150,6 +150,16 @@ def _read_fields(body: Body, readers: dict[str, Callable[[Body, str], Any]]) -> 
     return {name: reader(body, name) for name, reader in readers.items() if body.has(name)}
 
 
+def new_key_fields(data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A new key's fields and lifetime (``duration``), checked as ``/key/generate`` checks them.
+
+    ``keystile keys create`` uses it too, so a key made on the command line obeys the same
+    rules (a limit of 0 or a budget period of ``30days`` is refused, not stored).
+    """
+    body = Body(data)
+    return _read_fields(body, _KEY_READERS), body.duration("duration")
+
+
 class Admin:
     def __init__(self, gateway: "Gateway") -> None:
         self.gw = gateway
@@ -317,7 +327,7 @@ class Admin:
             raise _bad(f"team_id: team {team_id!r} does not exist; create it with /team/new first.", "team_id")
 
     async def key_generate(self, body: Body, query: dict) -> dict:
-        fields = _read_fields(body, _KEY_READERS)
+        fields, duration = new_key_fields(body.data)
         raw = body.string("key")
         if raw is not None:
             if len(raw) < 8 or any(c.isspace() for c in raw):
@@ -326,7 +336,7 @@ class Admin:
                 raise _bad("key: this looks like an Anthropic credential and would never be accepted as a gateway key.", "key")
         raw = raw or generate_key()
         await self._check_team(fields.get("team_id"))
-        record = build_key(raw, fields, self.gw.clock.now(), body.duration("duration"))
+        record = build_key(raw, fields, self.gw.clock.now(), duration)
         if await self.store.get_key(record.token_hash) is not None:
             raise _bad("key: a key with this value already exists.", "key")
         await self.store.insert_key(record)

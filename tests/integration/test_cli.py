@@ -147,6 +147,33 @@ def test_keys_commands_work_on_the_store(tmp_path, upstream):
         assert _eventually(lambda: status() == 401)
 
 
+def test_keys_create_checks_its_options_as_the_admin_api_does(tmp_path):
+    env = {"KEYSTILE_DATABASE_URL": f"sqlite:///{tmp_path / 'keys.db'}"}
+    for args in (
+        ("--rpm", "0"),  # 0 used to be stored and then read as "no limit"
+        ("--tpm", "-5"),
+        ("--parallel", "0"),
+        ("--budget-duration", "30days"),  # used to be stored, silently making a lifetime budget
+        ("--duration", "0"),  # used to create a key that had expired already
+        ("--max-budget", "-1"),
+    ):
+        refused = run("keys", "create", "--alias", "bad", *args, env=env)
+        assert refused.returncode == 2 and refused.stdout == "", (args, refused.stdout)
+        assert refused.stderr.startswith(f"keystile: {args[0]}: "), refused.stderr
+    created = run(
+        "keys", "create", "--alias", "good", "--max-budget", "5", "--soft-budget", "4", "--budget-duration", "30d",
+        "--rpm", "7", "--tpm", "9000", "--parallel", "3", "--duration", "1d", env=env,
+    )
+    assert created.returncode == 0, created.stderr
+    listed = run("keys", "list", env=env).stdout
+    assert "good" in listed and "bad" not in listed
+    info = dict(line.split(None, 1) for line in run("keys", "info", "good", env=env).stdout.splitlines() if " " in line)
+    assert (info["max_budget"], info["budget_duration"], info["rpm_limit"], info["tpm_limit"], info["max_parallel_requests"]) == (
+        "5.0", "30d", "7", "9000", "3",
+    )
+    assert info["expires"] != "None"
+
+
 def _eventually(check, timeout: float = 5.0) -> bool:
     """The CLI writes the store directly; a running gateway notices within its 0.5 s revision poll
     (the bound is generous for a loaded CI machine)."""
