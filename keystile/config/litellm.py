@@ -6,13 +6,18 @@ Understood: ``model_list[].model_name`` / ``litellm_params`` (``model: provider/
 ``general_settings.master_key`` and ``database_url``; ``router_settings`` and
 ``litellm_settings`` for retries, timeouts, fallbacks and cooldowns. A deployment on a
 provider keystile does not serve (bedrock, vertex_ai, …) is skipped with a warning.
+keystile-only settings sit under a top-level ``keystile:`` key, written as in the native
+format (``server``, ``spend``, ``redis_url``, ``key_cache_ttl``, ``store_outage_grace``,
+``log_level``, ``default_max_tokens``, and ``router`` refining ``router_settings``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
 from keystile.config.model import DEFAULT_DATABASE_URL, RouterSettings, Settings
-from keystile.config.native import read_fallbacks, read_server, read_spend
+from keystile.config.native import KEYSTILE_SECTION, read_fallbacks, read_gateway_settings, read_router
 from keystile.config.presets import OPENAI_COMPATIBLE
 from keystile.config.source import Fields, Source
 
@@ -112,14 +117,22 @@ def read_litellm(source: Source) -> Settings:
         auth = f":{password}@" if password else ""
         redis_url = f"redis://{auth}{host}:{port}/0"
 
+    # keystile's own router settings (per-group strategies, caps, stream idle timeout, …) refine
+    # what router_settings said; only the ones written there count.
+    native_router = keystile_section.sub("router")
+    if native_router.data:
+        refined = read_router(native_router, names)
+        written = {"num_retries" if key == "retries" else key for key in native_router.data}
+        router = replace(router, **{name: getattr(refined, name) for name in written if name in RouterSettings.__dataclass_fields__})
+
+    gateway = read_gateway_settings(keystile_section)
+    gateway["redis_url"] = redis_url or gateway["redis_url"]
+    keystile_section.warn_unknown(KEYSTILE_SECTION)
     return Settings(
         deployments=tuple(deployments),
         master_key=general.string("master_key"),
         database_url=general.string("database_url", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
-        redis_url=redis_url or keystile_section.string("redis_url"),
-        server=read_server(keystile_section.sub("server")),
         router=router,
-        spend=read_spend(keystile_section.sub("spend")),
-        default_max_tokens=keystile_section.integer("default_max_tokens", 4096, minimum=1) or 4096,
         source_format="litellm",
+        **gateway,
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from keystile.accounting.pricing import load_price_table
 from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
 from keystile.config.model import (
     DEFAULT_DATABASE_URL,
@@ -20,6 +23,11 @@ TOP_LEVEL = ("master_key", "database_url", "redis_url", "server", "models", "rou
              "default_max_tokens", "key_cache_ttl", "store_outage_grace", "log_level")
 
 
+# What a LiteLLM config may carry under its top-level ``keystile:`` key: everything except the
+# models and what LiteLLM's own ``general_settings`` already says.
+KEYSTILE_SECTION = tuple(name for name in TOP_LEVEL if name not in ("models", "master_key", "database_url"))
+
+
 def read_native(source: Source) -> Settings:
     top = Fields(source, source.data, ())
     deployments = tuple(_models(top))
@@ -27,17 +35,27 @@ def read_native(source: Source) -> Settings:
         deployments=deployments,
         master_key=top.string("master_key"),
         database_url=top.string("database_url", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
-        redis_url=top.string("redis_url") or None,
-        server=read_server(top.sub("server")),
         router=read_router(top.sub("router"), {d.model_name for d in deployments}),
-        spend=read_spend(top.sub("spend")),
-        default_max_tokens=top.integer("default_max_tokens", 4096, minimum=1) or 4096,
-        key_cache_ttl=top.duration("key_cache_ttl", 60.0) or 60.0,
-        store_outage_grace=_num(top.duration("store_outage_grace", 300.0), 300.0),
-        log_level=top.choice("log_level", ("debug", "info", "warning", "error"), "info"),
+        **read_gateway_settings(top),
     )
     top.warn_unknown(TOP_LEVEL)
     return settings
+
+
+def read_gateway_settings(f: Fields) -> dict[str, Any]:
+    """The ``Settings`` fields that are not about models or routing, as keyword arguments.
+
+    The native format reads them from its top level, a LiteLLM config from its ``keystile:`` section.
+    """
+    return {
+        "redis_url": f.string("redis_url") or None,
+        "server": read_server(f.sub("server")),
+        "spend": read_spend(f.sub("spend")),
+        "default_max_tokens": f.integer("default_max_tokens", 4096, minimum=1) or 4096,
+        "key_cache_ttl": f.duration("key_cache_ttl", 60.0) or 60.0,
+        "store_outage_grace": _num(f.duration("store_outage_grace", 300.0), 300.0),
+        "log_level": f.choice("log_level", ("debug", "info", "warning", "error"), "info"),
+    }
 
 
 def _models(top: Fields) -> list[Deployment]:
@@ -149,11 +167,19 @@ def read_router(f: Fields, model_names: set[str]) -> RouterSettings:
 
 def read_spend(f: Fields) -> SpendSettings:
     d = SpendSettings()
+    prices_file = f.string("prices_file")
+    if prices_file is not None:
+        # Read now, so `keystile config check` reports a missing or malformed table rather
+        # than the server failing to start on it.
+        try:
+            load_price_table(prices_file)
+        except (OSError, ValueError) as exc:
+            f.source.problem(f.path + ("prices_file",), f"cannot read this price table: {exc}")
     spend = SpendSettings(
         flush_interval=_num(f.duration("flush_interval", d.flush_interval), d.flush_interval),
         log_retention=_num(f.duration("log_retention", d.log_retention), d.log_retention),
         log_content=f.boolean("log_content", d.log_content),
-        prices_file=f.string("prices_file"),
+        prices_file=prices_file,
     )
     f.warn_unknown(("flush_interval", "log_retention", "log_content", "prices_file"))
     return spend

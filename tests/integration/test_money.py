@@ -489,6 +489,24 @@ def test_price_overrides_base_model_and_content_logging(upstream, tmp_path):
         assert wait_for(lambda: "no price known for model 'my-gpt4o-deployment'" in gw.log())
 
 
+def test_a_prices_file_replaces_the_shipped_table(upstream, tmp_path):
+    prices = tmp_path / "prices.json"
+    # USD per million tokens, as in the shipped prices.json; deliberately unlike any real price.
+    prices.write_text('{"models": {"claude-sonnet-4-5-20250929": {"input": 1000, "output": 3000, "cache_write": 0, "cache_read": 0}}}')
+    config = standard_config(upstream.url, extra=f"spend:\n  prices_file: {prices}\n")
+    with GatewayProcess(config, workdir=tmp_path) as gw:
+        key = gw.create_key()
+        assert messages(gw, key, anthropic_body(text="price me from the file")).status_code == 200
+        usage = upstream_usage(upstream.requests()[-1])
+        expected = usage.input_tokens * 0.001 + usage.output_tokens * 0.003
+        assert expected > 0 and key_info(gw, key)["spend"] == pytest.approx(expected, rel=1e-9)
+    # A table keystile cannot read is a config problem with file:line, before anything starts.
+    prices.write_text('{"models": {"claude-sonnet-4-5-20250929": {"input": "a lot"}}}')
+    checked = subprocess.run([KEYSTILE, "config", "check", str(gw.config_path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 1
+    assert re.search(r"keystile\.yaml:\d+: spend\.prices_file: cannot read this price table: .*claude-sonnet-4-5-20250929", checked.stdout), checked.stdout
+
+
 # --- streams cut short --------------------------------------------------------------------------
 
 CUT_CASES = [

@@ -390,3 +390,39 @@ def test_litellm_config_groups_by_repeated_model_name(tmp_path):
     assert [d.model for d in router.group("claude").deployments] == ["claude-a", "claude-b"]
     assert router.group("claude").strategy == "latency" and router.group("claude").fallbacks == ("gpt",)
     assert (settings.router.cooldown_failures, settings.router.cooldown_seconds) == (4, 12.0)
+
+
+def test_litellm_config_takes_keystile_settings_from_its_keystile_section(tmp_path):
+    settings = load(
+        tmp_path,
+        """\
+        model_list:
+          - model_name: claude
+            litellm_params: {model: anthropic/claude-a, api_key: k1}
+          - model_name: gpt
+            litellm_params: {model: openai/gpt-4o, api_key: k3}
+        router_settings:
+          routing_strategy: least-busy
+          num_retries: 4
+          cooldown_time: 12
+        keystile:
+          key_cache_ttl: 5s
+          store_outage_grace: 2m
+          log_level: debug
+          server: {port: 4100}
+          spend: {flush_interval: 2s}
+          router:
+            strategies: {gpt: capacity}
+            stream_idle_timeout: 45s
+            cooldown_seconds: 30
+          colour: blue
+        """,
+    )
+    assert (settings.key_cache_ttl, settings.store_outage_grace, settings.log_level) == (5.0, 120.0, "debug")
+    assert (settings.server.port, settings.spend.flush_interval) == (4100, 2.0)
+    router = settings.router
+    # router_settings still counts where the keystile section says nothing; the section wins where it does
+    assert (router.strategy, router.num_retries, router.cooldown_seconds) == ("least_busy", 4, 30.0)
+    assert router.strategies == (("gpt", "capacity"),) and router.stream_idle_timeout == 45.0
+    assert Router(settings).group("gpt").strategy == "capacity"
+    assert any("keystile.colour" in w and "unknown setting" in w for w in settings.warnings), settings.warnings
