@@ -410,8 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from keystile.store.database import DatabaseUnavailable
+
     args = build_parser().parse_args(argv)
-    raise SystemExit(args.func(args))
+    try:
+        code = args.func(args)
+    except DatabaseUnavailable as exc:  # keys, migrate, spend report: one line, not a traceback
+        sys.stderr.write(f"keystile: cannot reach the database: {exc}\n")
+        code = 1
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

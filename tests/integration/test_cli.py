@@ -185,3 +185,19 @@ def _eventually(check, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_migrate_applies_once_and_store_commands_explain_an_unreachable_database(tmp_path):
+    env = {"KEYSTILE_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    first = run("migrate", env=env)
+    assert first.returncode == 0 and first.stdout.startswith("applied migrations: 1"), first.stdout + first.stderr
+    again = run("migrate", env=env)
+    assert again.returncode == 0 and again.stdout.strip() == "schema is up to date"
+
+    # Port 1 refuses connections at once; the password must not be repeated back.
+    unreachable = {"KEYSTILE_DATABASE_URL": "postgresql://keystile:hunter2-secret@127.0.0.1:1/keystile"}
+    for command in (("migrate",), ("keys", "list"), ("keys", "create", "--alias", "x"), ("spend", "report")):
+        result = run(*command, env=unreachable)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith("keystile: cannot reach the database: ") and "Traceback" not in result.stderr, result.stderr
+        assert "hunter2" not in result.stderr + result.stdout
