@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.harness import anthropic_body
+from tests.integration.harness import GatewayProcess, anthropic_body, openai_body, standard_config
 
 MESSAGES = "/v1/messages"
 CHAT = "/v1/chat/completions"
@@ -102,3 +102,23 @@ def test_server_keeps_serving_after_bad_input(gateway, key):
     ok = httpx.post(f"{gateway.url}{MESSAGES}", json=anthropic_body(), headers={"x-api-key": key})
     assert ok.status_code == 200
     assert "Traceback" not in gateway.log()
+
+
+def test_the_configured_body_and_header_limits_apply(upstream, tmp_path):
+    config = standard_config(upstream.url, extra="server:\n  max_body_bytes: 4096\n  max_header_bytes: 2048\n")
+    with GatewayProcess(config, workdir=tmp_path) as gw:
+        key = gw.create_key()
+        headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+
+        def send(text: str, **extra: str) -> httpx.Response:
+            return httpx.post(f"{gw.url}{MESSAGES}", json=anthropic_body(text=text), headers={**headers, **extra}, timeout=10)
+
+        assert send("x" * 3000).status_code == 200
+        too_big = send("x" * 5000)
+        assert too_big.status_code == 413 and "4096-byte limit" in too_big.json()["error"]["message"]
+        assert send("hi", **{"x-padding": "p" * 1000}).status_code == 200
+        too_long = send("hi", **{"x-padding": "p" * 3000})
+        assert too_long.status_code == 431 and "2048-byte limit" in too_long.json()["error"]["message"]
+        # OpenAI clients get the same refusal in their own format.
+        chat = httpx.post(f"{gw.url}{CHAT}", json=openai_body(text="x" * 5000), headers={"authorization": f"Bearer {key}"}, timeout=10)
+        assert chat.status_code == 413 and set(chat.json()["error"]) == {"message", "type", "param", "code"}
