@@ -58,6 +58,7 @@ def routing_config(up: str) -> str:
           retry_backoff: 0.01
           retry_after_cap: 1.5
           max_retries_cap: 3
+          timeout_cap: 1
           cooldown_failures: 2
           cooldown_window: 30
           cooldown_seconds: {COOLDOWN}
@@ -345,6 +346,15 @@ def test_request_timeout_header(gw, key, upstream):
     response = messages(gw, key, "hang-long", headers={"x-keystile-timeout": "0.3", "x-keystile-max-retries": "0"})
     assert response.status_code == 504
     assert time.monotonic() - start < 1.2
+
+
+def test_request_timeout_header_is_capped_by_timeout_cap(gw, key, upstream):
+    upstream.set_faults([{"match": {"model": "hang-long-1"}, "action": {"type": "hang"}}])
+    start = time.monotonic()
+    # Asks for 30 s (the deployment's own timeout too); router.timeout_cap: 1 wins.
+    response = messages(gw, key, "hang-long", headers={"x-keystile-timeout": "30", "x-keystile-max-retries": "0"})
+    assert response.status_code == 504
+    assert 0.9 < time.monotonic() - start < 3.0
 
 
 def test_slow_first_byte_moves_to_the_healthy_deployment(gw, key, upstream):
