@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -761,6 +762,26 @@ def test_spend_logs_filters_and_the_cli_report(upstream, tmp_path):
         assert table(since)[1] == f"total: ${grand_total:.6f} since 1h ago"
         _, err = bad_since.communicate(timeout=60)
         assert bad_since.returncode == 2 and "--since" in err
+
+
+def test_spend_report_since_leaves_out_older_requests(upstream, tmp_path):
+    with GatewayProcess(standard_config(upstream.url), workdir=tmp_path) as gw:
+        key = gw.create_key(key_alias="then-and-now")
+        for _ in range(3):
+            assert messages(gw, key).status_code == 200
+        rows = spend_logs(gw, api_key=key)  # (flushes first)
+    assert len(rows) == 3
+    # Two of the three requests are moved two hours back: the report reads only the database.
+    with sqlite3.connect(tmp_path / "keystile.db") as db:
+        db.executemany("UPDATE spend_logs SET ts = ts - 7200 WHERE request_id = ?", [(row["request_id"],) for row in rows[:2]])
+    env = {**os.environ, "KEYSTILE_DATABASE_URL": gw.env["KEYSTILE_DATABASE_URL"]}
+    for since, requests in (("1h", 1), ("3h", 3)):
+        out = subprocess.run([KEYSTILE, "spend", "report", "--by", "key", "--since", since], capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        table, total = parse_table(out.stdout)
+        [(name, cells)] = table.items()
+        assert name.startswith("then-and-now") and int(cells[0]) == requests
+        assert total.endswith(f"since {since} ago")
 
 
 # --- users and teams, LiteLLM-shaped --------------------------------------------------------------
