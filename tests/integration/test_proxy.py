@@ -10,7 +10,13 @@ import openai
 import orjson
 import pytest
 
-from tests.integration.harness import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_AZURE_KEY, UPSTREAM_OPENAI_KEY, anthropic_body
+from tests.integration.harness import (
+    UPSTREAM_ANTHROPIC_KEY,
+    UPSTREAM_AZURE_KEY,
+    UPSTREAM_OPENAI_KEY,
+    GatewayProcess,
+    anthropic_body,
+)
 
 
 def test_anthropic_sdk_create_and_stream(claude, upstream):
@@ -232,3 +238,30 @@ def test_pattern_groups_serve_any_matching_model(upstream, tmp_path):
                 client.messages.create(**anthropic_body(model="gpt-4o"))
         unknown = httpx.post(f"{gw.url}/v1/messages", json=anthropic_body(model="llama-3"), headers={"x-api-key": gw.master_key})
         assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize("fmt", ["native", "litellm"])
+def test_configured_headers_go_upstream_with_every_request(upstream, tmp_path, fmt):
+    if fmt == "native":
+        config = (
+            f"models:\n  - name: claude-h\n    provider: anthropic\n    model: claude-sonnet-4-5-20250929\n"
+            f"    api_base: {upstream.url}\n    api_key: {UPSTREAM_ANTHROPIC_KEY}\n    headers: {{x-org-route: blue, x-tenant: t1}}\n"
+        )
+    else:  # LiteLLM spells it extra_headers
+        config = (
+            f"model_list:\n  - model_name: claude-h\n    litellm_params:\n      model: anthropic/claude-sonnet-4-5-20250929\n"
+            f"      api_base: {upstream.url}\n      api_key: {UPSTREAM_ANTHROPIC_KEY}\n      extra_headers: {{x-org-route: blue, x-tenant: t1}}\n"
+        )
+    with GatewayProcess(config, workdir=tmp_path) as gw:
+        key = gw.create_key()
+        for stream in (False, True):
+            response = httpx.post(
+                f"{gw.url}/v1/messages",
+                json=anthropic_body(model="claude-h", stream=stream),
+                headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+            sent = dict(upstream.requests()[-1]["headers"])
+            assert (sent.get("x-org-route"), sent.get("x-tenant"), sent.get("x-api-key")) == ("blue", "t1", UPSTREAM_ANTHROPIC_KEY)
+            assert key not in str(upstream.requests()[-1]["headers"])
