@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="keystile worker processes (default 1)")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                    help="before each measured run wait up to S s until other processes use < 15%% of a core")
-    p.add_argument("--no-floor", action="store_true", help="skip the floor calibration (a do-nothing ASGI app on granian)")
+    p.add_argument("--no-floor", action="store_true", help="skip the floor calibration (a do-nothing ASGI app on uvicorn)")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                    help="auto: wrk (apt-get installed if missing and possible), else the Python generator")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")

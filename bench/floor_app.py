@@ -1,4 +1,4 @@
-"""The floor: a raw ASGI app on granian, set up as ``keystile serve`` sets it up, doing nothing.
+"""The floor: a raw ASGI app on uvicorn, set up as ``keystile serve`` sets it up, doing nothing.
 
 It reads the request body and answers with a fixed Messages-sized JSON body. Measured beside
 keystile, it shows what the HTTP server and this machine cost per request before any

@@ -59,7 +59,7 @@ def describe(loadgen: str) -> dict:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
-        "granian": _package_version("granian"),
+        "uvicorn": _package_version("uvicorn"),
         "uvloop": _package_version("uvloop"),
         "keystile": _package_version("keystile"),
         "git": _git_revision(),
@@ -71,7 +71,7 @@ def describe(loadgen: str) -> dict:
 def summary_line(machine: dict) -> str:
     return (
         f"{machine['cpu_model']}, {machine['cpus']} CPUs, {machine['memory_mb']} MB, Linux {machine['kernel']}; "
-        f"Python {machine['python']}, granian {machine['granian']}, uvloop {machine['uvloop']}; "
+        f"Python {machine['python']}, uvicorn {machine['uvicorn']}, uvloop {machine['uvloop']}; "
         f"keystile {machine['keystile']} ({machine['git']}); load generator {machine['load_generator']}; "
         f"load average at start {machine['load_average'][0]:.2f}"
     )

@@ -57,7 +57,7 @@ def thread_count(pid: int) -> int:
 
 
 def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (granian's workers are children of its main process)."""
+    """Direct child processes of ``pid`` (with several workers, uvicorn's workers are children of its main process)."""
     found: set[int] = set()
     try:
         for task in os.listdir(f"/proc/{pid}/task"):

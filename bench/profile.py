@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-NO_PYTHON_FRAME = "(no Python frame: a native thread, e.g. granian's runtime)"
+NO_PYTHON_FRAME = "(no Python frame: a native thread)"
 
 
 def find_py_spy(install: bool) -> str | None:
@@ -101,7 +101,7 @@ def summarise(stacks: list[tuple[tuple[str, ...], float]], top: int = 25) -> dic
 def print_summary(summary: dict, py_spy_args: str, top: int = 25) -> None:
     view = "samples holding the GIL" if "--gil" in py_spy_args else "samples of non-idle threads"
     print(f"\nTop functions by self time ({summary['samples']} {view}, keystile worker, all threads; py-spy {py_spy_args}):")
-    print("  (self time of granian's MPServer frames is the event loop's own native code: uvloop and granian's ASGI bridge)")
+    print("  (self time of uvicorn's run/serve frames is the event loop's own native code: uvloop, httptools)")
     for row in summary["self"][:top]:
         print(f"  {row['percent']:5.1f}%  {row['function']}")
     print("\nSelf time by file:")

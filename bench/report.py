@@ -124,7 +124,7 @@ def print_report(results: dict) -> None:
           f"keep-alive, small requests; direct = to the mock upstream, keystile = through the gateway ==")
     for line in load_table(results):
         print(line)
-    print("   floor: a do-nothing ASGI app on granian with keystile's server settings (what the server alone costs);\n"
+    print("   floor: a do-nothing ASGI app on uvicorn with keystile's server settings (what the server alone costs);\n"
           "   routed: the messages request to a group of three weighted deployments of the same upstream model;\n"
           "   +p50/+p99: added latency, keystile minus direct at the same connections; µs CPU/req: server worker CPU (all\n"
           "   threads) per request; gw CPU / load CPU: server worker / wrk + mock CPU as % of one core; other: CPU used by\n"

@@ -1,7 +1,7 @@
 """The processes under test: the mock upstream(s) and keystile, pinned to their cores.
 
-Pinning on a 2-core machine: keystile (granian's main process, its worker and all their
-threads) on core 0; the load generator, the mock upstream(s) and this process on core 1.
+Pinning on a 2-core machine: keystile (uvicorn's process, its workers if there are several, and all
+their threads) on core 0; the load generator, the mock upstream(s) and this process on core 1.
 With more cores keystile keeps core 0 and everything else gets the rest; with one core
 nothing is pinned. Every process started here dies with the benchmark (SIGTERM, then
 SIGKILL; and PR_SET_PDEATHSIG if the benchmark itself is killed).
@@ -30,7 +30,7 @@ from bench.scenarios import PACED_MODELS, ROUTED_MODEL, UPSTREAM_ANTHROPIC_MODEL
 
 HOST = "127.0.0.1"
 KEYSTILE = str(Path(sys.executable).with_name("keystile"))
-GRANIAN = str(Path(sys.executable).with_name("granian"))
+UVICORN = str(Path(sys.executable).with_name("uvicorn"))
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -109,7 +109,7 @@ def stop_everything() -> None:
 
 
 def stop_process(proc: subprocess.Popen | None, extra_pids: list[int] = (), timeout: float = 10.0) -> None:
-    """SIGTERM, wait, then SIGKILL — this process and the listed helpers (granian workers)."""
+    """SIGTERM, wait, then SIGKILL — this process and the listed helpers (server workers)."""
     if proc is None:
         return
     if proc in _started:
@@ -292,6 +292,8 @@ class Gateway:
         raise RuntimeError(f"keystile was not ready after {timeout:.0f}s:\n{self.log()}")
 
     def _find_workers(self, timeout: float) -> list[int]:
+        if self.workers_expected <= 1:  # one worker: the serve process itself serves
+            return procfs.children(self.pid) or [self.pid]
         deadline = time.monotonic() + timeout
         while True:
             pids = procfs.children(self.pid)
@@ -300,7 +302,7 @@ class Gateway:
             time.sleep(0.02)
 
     def refresh_workers(self) -> list[int]:
-        """Workers can be respawned by granian; a benchmark run must measure the live ones."""
+        """Workers can be respawned by the server; a benchmark run must measure the live ones."""
         pids = procfs.children(self.pid)
         if pids:
             self.worker_pids = pids
@@ -338,19 +340,19 @@ class Gateway:
 
 
 class FloorServer:
-    """granian serving ``bench.floor_app`` with keystile's server settings, on keystile's cores."""
+    """uvicorn serving ``bench.floor_app`` with keystile's server settings, on keystile's cores."""
 
     def __init__(self, workdir: Path, pinning: Pinning) -> None:
         self.port = free_port()
         self.log_path = workdir / "floor.log"
-        cmd = [GRANIAN, "--interface", "asgi", "--loop", "uvloop", "--workers", "1", "--host", HOST,
-               "--port", str(self.port), "--backlog", "2048", "--no-access-log", "--working-dir", str(REPO),
+        cmd = [UVICORN, "--loop", "uvloop", "--http", "httptools", "--host", HOST, "--port", str(self.port),
+               "--backlog", "2048", "--no-access-log", "--log-level", "warning", "--app-dir", str(REPO),
                "bench.floor_app:app"]
         self.proc = spawn(pinning.command(cmd, pinning.gateway), self.log_path, cwd=REPO)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"granian (floor app) exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"uvicorn (floor app) exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
             try:
                 if http_call(self.port, "GET", "/", timeout=0.5)[0] == 200:
                     break
@@ -358,7 +360,7 @@ class FloorServer:
                 time.sleep(0.02)
         else:
             self.stop()
-            raise RuntimeError("granian (floor app) did not start in 20 s")
+            raise RuntimeError("uvicorn (floor app) did not start in 20 s")
         self.worker_pids = procfs.children(self.pid) or [self.pid]
 
     @property

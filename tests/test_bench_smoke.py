@@ -28,7 +28,7 @@ def test_smoke_run_measures_every_phase(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "latest.json").read_text())
 
     assert results["mode"] == "smoke" and results["enforce_targets"] is False
-    for key in ("cpu_model", "cpus", "python", "granian", "load_generator"):
+    for key in ("cpu_model", "cpus", "python", "uvicorn", "load_generator"):
         assert results["machine"][key]
     seen = {(r["scenario"], r["connections"], r["via"]) for r in results["runs"]}
     for scenario in ("messages", "messages-stream", "chat"):
