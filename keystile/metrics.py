@@ -21,9 +21,10 @@ def _match_process_mode() -> None:
     """Store samples where ``/metrics`` will read them: shared files when ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
     prometheus_client picks its value store once, when it is first imported. ``keystile serve``
-    imports it (through the app) before it sets the variable and granian forks the workers,
-    which then kept their samples in memory while ``/metrics`` read the empty shared
-    directory: the scrape came back empty with ``--workers 2``.
+    imports it (through the app) before it sets the variable; workers forked from that
+    process (as granian's were) then kept their samples in memory while ``/metrics`` read the
+    empty shared directory: the scrape came back empty with ``--workers 2``. (uvicorn's
+    workers start fresh interpreters, which import it after the variable is set.)
     """
     multi = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
     if multi != (values.ValueClass is not values.MutexValue):

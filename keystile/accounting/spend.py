@@ -35,9 +35,10 @@ MAX_BUFFERED_ROWS = 200_000
 
 # Spend-log ids: a random per-process prefix and a counter — unique across processes and
 # restarts without a system call per request (uuid4 reads /dev/urandom every time).
-# ``keystile serve`` imports this module before granian forks its workers, so every forked
-# child draws its own prefix: with an inherited one, two workers handed out the same ids and
-# the idempotent spend-log insert dropped one worker's rows as duplicates.
+# ``keystile serve`` imports this module before its server starts the workers. Workers forked
+# from that process (granian's were) would inherit the prefix, hand out the same ids, and the
+# idempotent spend-log insert would drop one worker's rows as duplicates — it did — so every
+# forked child draws its own. (uvicorn's workers are fresh interpreters and draw one anyway.)
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count(1)
 

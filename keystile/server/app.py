@@ -2,7 +2,7 @@
 
 ``Gateway`` owns every stage's long-lived state (store, caches, counters, upstream pool);
 ``KeystileApp`` is the raw ASGI callable servers run. ``create_app`` is the factory the
-``serve`` command hands to granian, one per worker process.
+``serve`` command hands to uvicorn, one per worker process.
 """
 
 from __future__ import annotations

@@ -99,14 +99,14 @@ class DisconnectWatch:
     signal is ``http.disconnect`` from ``receive``. Once the body has been read, the next
     ``receive`` resolves only on disconnect: a done-callback on it (or, where ``receive``
     returns a plain coroutine, a side task) cancels the request, so a vanished client stops
-    the upstream call at once, streaming or not. granian's ``receive`` returns a future, so
-    no task is created per request there.
+    the upstream call at once, streaming or not. (uvicorn's ``receive`` is a coroutine, so
+    the watch costs one small task per request there; granian's returns a future.)
 
     The callback reaches the watch through a weak reference. granian's futures are invisible
     to the garbage collector, so a cycle through one (watch → future → bound-method callback
     → watch) is never collected: it leaked the future's native state, ~100 bytes per request.
-    Call ``stop`` before the last byte of the answer goes out: granian reports a finished
-    request to a waiting ``receive`` as a disconnect.
+    Call ``stop`` before the last byte of the answer goes out: servers (uvicorn, granian)
+    report a finished request to a waiting ``receive`` as a disconnect.
     """
 
     __slots__ = ("disconnected", "_pending", "_target", "_receive", "_rearms", "_callback", "__weakref__")

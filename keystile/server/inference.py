@@ -625,7 +625,7 @@ class _Call:
         Doing it before the final send means a client that fires its next request the
         moment this one ends finds its parallel slot free and its spend already counted.
         The disconnect watch stops here too: from now on the answer is complete as far as
-        keystile is concerned (granian reports the end of a request as a disconnect).
+        keystile is concerned (servers report the end of a request to a waiting ``receive`` as a disconnect).
         """
         if self.finished:
             return
