@@ -346,7 +346,7 @@ class FloorServer:
         self.port = free_port()
         self.log_path = workdir / "floor.log"
         cmd = [UVICORN, "--loop", "uvloop", "--http", "httptools", "--host", HOST, "--port", str(self.port),
-               "--backlog", "2048", "--no-access-log", "--log-level", "warning", "--app-dir", str(REPO),
+               "--backlog", "2048", "--no-access-log", "--no-proxy-headers", "--log-level", "warning", "--app-dir", str(REPO),
                "bench.floor_app:app"]
         self.proc = spawn(pinning.command(cmd, pinning.gateway), self.log_path, cwd=REPO)
         deadline = time.monotonic() + 20

@@ -107,6 +107,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             http="httptools",
             lifespan="on",
             access_log=False,
+            proxy_headers=False,  # keystile never reads the client address; skips a middleware per request
             backlog=2048,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
