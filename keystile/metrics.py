@@ -17,6 +17,7 @@ from prometheus_client import multiprocess, values
 
 from keystile.accounting.usage import Usage
 
+
 def _match_process_mode() -> None:
     """Store samples where ``/metrics`` will read them: shared files when ``PROMETHEUS_MULTIPROC_DIR`` is set.
 
