@@ -42,11 +42,6 @@ def _store(settings: Settings):  # type: ignore[no-untyped-def]
 # timeouts (httpx, under both official Python SDKs, drops idle connections after 5 s; Node's
 # agents after 4–5 s), so the client closes them and never reuses one the server is closing.
 KEEP_ALIVE_SECONDS = 75
-# On SIGTERM, requests in flight get this long to finish; then they are cancelled, and what
-# they used so far is charged and flushed with the rest of the spend before the exit.
-GRACEFUL_SHUTDOWN_SECONDS = 30
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -110,7 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             proxy_headers=False,  # keystile never reads the client address; skips a middleware per request
             backlog=2048,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            # Requests still running after this are cut off: the client gets its format's
+            # error, the request is charged what it used, then the spend is flushed.
+            timeout_graceful_shutdown=server.graceful_shutdown,  # type: ignore[arg-type]
         )
     finally:
         if metrics_dir is not None:

@@ -68,6 +68,8 @@ class ServerSettings:
     workers: int = 1
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    graceful_shutdown: float = 30.0
+    """On SIGTERM, seconds requests in flight may take to finish before they are cut off."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,6 +111,8 @@ class InferenceHandler:
         self.default_max_tokens = settings.default_max_tokens
         self.timeouts: dict[str, Timeouts] = {}
         """Deployment id → its upstream timeouts when the request sets none (they come from the config)."""
+        self.in_flight = 0
+        """Admitted requests whose accounting has not finished (``drained`` waits for none)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         started = time.time()
@@ -150,12 +152,15 @@ class InferenceHandler:
 
         watch = DisconnectWatch(receive)
         call = _Call(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch)
+        self.in_flight += 1
         try:
             await call.run()
         except GatewayError as error:
             await call.fail(error)
         except asyncio.CancelledError:
             if not watch.disconnected:
+                # Not the client: the server stopped waiting (its graceful-shutdown deadline).
+                await call.cut_off_by_shutdown()
                 raise
             task = asyncio.current_task()
             if task is not None:
@@ -164,7 +169,21 @@ class InferenceHandler:
         finally:
             watch.stop()
             call.release()
-            await call.finish()
+            try:
+                await call.finish()
+            finally:
+                self.in_flight -= 1
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until every admitted request has been accounted (at most ``timeout`` seconds).
+
+        At shutdown the server cancels requests that outlive its grace period; their
+        accounting runs as they unwind, and must land before the final spend flush.
+        """
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.in_flight
 
 
     async def _refuse(
@@ -616,6 +635,16 @@ class _Call:
     def client_gone(self) -> None:
         """The client disconnected: the upstream call was cancelled (its connection aborted)."""
         self.status = 499
+
+    async def cut_off_by_shutdown(self) -> None:
+        """The server is stopping and this request ran past its grace period: the client gets a
+        503 in its format (in-band if the answer is streaming) and the request is charged for
+        what it used, like any stream cut short."""
+        error = GatewayError(ErrorKind.UNAVAILABLE, "keystile is shutting down; this answer was cut short. Retry the request.")
+        try:
+            await self.fail(error)
+        except Exception:  # the connection may already be going away
+            self.status = error.status
 
     # --- accounting --------------------------------------------------------------------------
 

@@ -662,6 +662,35 @@ def parse_table(output: str) -> tuple[dict[str, list[str]], str]:
     return rows, lines[-1]
 
 
+def test_sigterm_cuts_off_a_stream_past_the_grace_period_and_still_charges_it(upstream, tmp_path):
+    config = standard_config(upstream.url, extra="server:\n  graceful_shutdown: 1s\nspend:\n  flush_interval: 3600\n")
+    gw = GatewayProcess(config, workdir=tmp_path).start()
+    key = gw.create_key()
+    upstream.set_faults([{"match": {"stream": True}, "action": {"type": "event_delay", "seconds": 0.5}}])  # ~5 s per stream
+    lines: list[str] = []
+
+    def read() -> None:
+        body = anthropic_body(text="cut me off at shutdown", stream=True)
+        with httpx.stream("POST", f"{gw.url}/v1/messages", json=body, headers={"x-api-key": key, **ANTHROPIC_VERSION}, timeout=30) as response:
+            lines.extend(response.iter_lines())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert wait_for(lambda: any(line == "event: content_block_delta" for line in lines), timeout=10)
+    finally:
+        started = time.monotonic()
+        code = gw.stop(signal.SIGTERM)
+        stopped_in = time.monotonic() - started
+        reader.join(15)
+    assert code == 0 and stopped_in < 8, (code, stopped_in)  # the 1 s grace, not the stream's 5 s
+    text = "\n".join(lines)
+    assert "event: error" in text and "shutting down" in text, text[-600:]  # told in-band, not silently truncated
+    with GatewayProcess(config, workdir=tmp_path) as again:
+        [row] = spend_logs(again, api_key=key)
+    assert row["status"] == 503 and row["input_tokens"] > 0 and row["output_tokens"] >= 1 and row["spend"] > 0
+
+
 def test_spend_logs_filters_and_the_cli_report(upstream, tmp_path):
     with GatewayProcess(standard_config(upstream.url), workdir=tmp_path) as gw:
         for team in ("alpha", "beta"):
