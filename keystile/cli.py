@@ -42,6 +42,8 @@ def _store(settings: Settings):  # type: ignore[no-untyped-def]
 # timeouts (httpx, under both official Python SDKs, drops idle connections after 5 s; Node's
 # agents after 4–5 s), so the client closes them and never reuses one the server is closing.
 KEEP_ALIVE_SECONDS = 75
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -62,9 +64,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "(set redis_url to share the counts; budgets and spend are shared through the database)\n"
         )
 
+    # Several workers share their Prometheus samples through files. prometheus_client picks its
+    # value store once, at import, so the variable is set before anything imports it (the app,
+    # below); set later, forked workers kept their samples in memory and /metrics was empty.
+    metrics_dir = None  # the directory, when this command made it
+    if server.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keystile-metrics-")
+    try:
+        return _serve(args, settings)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from keystile.store.database import DatabaseUnavailable
     from keystile.store.migrations import SchemaTooNew
 
+    server = settings.server
     try:
         generated = asyncio.run(_prepare_store(settings))
     except SchemaTooNew as exc:
@@ -77,9 +94,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     os.environ["KEYSTILE_CONFIG"] = os.path.abspath(args.config) if args.config else ""
     os.environ["KEYSTILE_WORKERS"] = str(server.workers)
-    metrics_dir = None  # the workers' shared Prometheus files, when this command made the directory
-    if server.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keystile-metrics-")
 
     import uvicorn
 
@@ -88,30 +102,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # clean, so keystile absorbs that second delivery and exits 0, as service managers expect.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
-    try:
-        # uvicorn with uvloop and httptools, one event loop per worker process and no thread
-        # hand-offs: measured against granian on keystile itself (README, "why these
-        # dependencies"), it answers sooner at one connection and serves as many at 64.
-        uvicorn.run(
-            "keystile.server.app:create_app",
-            factory=True,
-            host=server.host,
-            port=server.port,
-            workers=server.workers if server.workers > 1 else None,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            proxy_headers=False,  # keystile never reads the client address; skips a middleware per request
-            backlog=2048,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            # Requests still running after this are cut off: the client gets its format's
-            # error, the request is charged what it used, then the spend is flushed.
-            timeout_graceful_shutdown=server.graceful_shutdown,  # type: ignore[arg-type]
-        )
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    # uvicorn with uvloop and httptools, one event loop per worker process and no thread
+    # hand-offs: measured against granian on keystile itself (README, "why these
+    # dependencies"), it answers sooner at one connection and serves as many at 64.
+    uvicorn.run(
+        "keystile.server.app:create_app",
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=server.workers if server.workers > 1 else None,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        proxy_headers=False,  # keystile never reads the client address; skips a middleware per request
+        backlog=2048,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # Requests still running after this are cut off: the client gets its format's
+        # error, the request is charged what it used, then the spend is flushed.
+        timeout_graceful_shutdown=server.graceful_shutdown,  # type: ignore[arg-type]
+    )
     return 0
 
 

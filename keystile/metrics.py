@@ -13,31 +13,15 @@ import os
 from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess, values
+from prometheus_client import multiprocess
 
 from keystile.accounting.usage import Usage
-
-
-def _match_process_mode() -> None:
-    """Store samples where ``/metrics`` will read them: shared files when ``PROMETHEUS_MULTIPROC_DIR`` is set.
-
-    prometheus_client picks its value store once, when it is first imported. ``keystile serve``
-    imports it (through the app) before it sets the variable; workers forked from that
-    process (as granian's were) then kept their samples in memory while ``/metrics`` read the
-    empty shared directory: the scrape came back empty with ``--workers 2``. (uvicorn's
-    workers start fresh interpreters, which import it after the variable is set.)
-    """
-    multi = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-    if multi != (values.ValueClass is not values.MutexValue):
-        values.ValueClass = values.get_value_class()
-
 
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
 class Metrics:
     def __init__(self) -> None:
-        _match_process_mode()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("keystile_requests", "Inference requests by model group and HTTP status", ["model", "status"], registry=r)
