@@ -22,6 +22,10 @@ decides the HTTP status and how the body looks to each client:
     UPSTREAM_TIMEOUT          504  timeout_error            timeout_error           upstream_timeout
     OVERLOADED                529  overloaded_error         server_error            overloaded
 
+OpenAI Responses clients get OpenAI's shape. Gemini clients get Google's
+``{"error":{"code":<status>,"message","status":<canonical name>}}``, the name picked by status
+(``GOOGLE_STATUS``).
+
 Budget refusals are 400 on purpose: retrying cannot help, so no SDK should retry them (they
 retry 429 and 5xx), Anthropic itself answers an exhausted credit balance with 400
 ``invalid_request_error``, and LiteLLM scripts already match ``budget_exceeded``.
@@ -125,13 +129,46 @@ class GatewayError(Exception):
 
     def body(self, fmt: ApiFormat) -> dict:
         """The error object in ``fmt``'s wire shape."""
-        return error_body(fmt, self.kind, self.message, param=self.param, code=self.code)
+        return error_body(fmt, self.kind, self.message, param=self.param, code=self.code, status=self.status)
 
     def render(self, fmt: ApiFormat) -> bytes:
         return orjson.dumps(self.body(fmt))
 
     def __repr__(self) -> str:
         return f"GatewayError({self.kind.name}, {self.status}, {self.message!r})"
+
+
+# Google's canonical error status for each HTTP status (google.rpc.Code), as Gemini answers.
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "INVALID_ARGUMENT",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    431: "INVALID_ARGUMENT",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    529: "UNAVAILABLE",
+}
+
+
+def google_status(status: int) -> str:
+    """The canonical status name Google's APIs pair with an HTTP status."""
+    name = GOOGLE_STATUS.get(status)
+    if name is not None:
+        return name
+    if 400 <= status < 500:
+        return "FAILED_PRECONDITION"
+    return "INTERNAL" if status >= 500 else "UNKNOWN"
 
 
 def error_body(
@@ -141,10 +178,15 @@ def error_body(
     *,
     param: str | None = None,
     code: str | None = None,
+    status: int | None = None,
 ) -> dict:
-    """Anthropic: ``{"type":"error","error":{type,message}}``; OpenAI: ``{"error":{message,type,param,code}}``."""
+    """Anthropic: ``{"type":"error","error":{type,message}}``; OpenAI (Chat and Responses):
+    ``{"error":{message,type,param,code}}``; Gemini: ``{"error":{code,message,status}}``."""
     if fmt is ApiFormat.ANTHROPIC:
         return {"type": "error", "error": {"type": kind.anthropic_type, "message": message}}
+    if fmt is ApiFormat.GEMINI:
+        http = status or kind.status
+        return {"error": {"code": http, "message": message, "status": google_status(http)}}
     return {
         "error": {
             "message": message,

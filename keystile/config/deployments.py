@@ -18,6 +18,7 @@ DEFAULT_API_BASE = {
 }
 DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY", "azure": "AZURE_API_KEY"}
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+WIRE_APIS = ("chat", "responses", "both")
 
 DEPLOYMENT_FIELDS = frozenset(
     {
@@ -25,7 +26,7 @@ DEPLOYMENT_FIELDS = frozenset(
         "connect_timeout", "timeout", "stream_timeout", "stream_idle_timeout", "max_retries", "tags",
         "region", "region_name", "headers", "extra_headers", "input_cost_per_token",
         "output_cost_per_token", "cache_creation_input_token_cost", "cache_read_input_token_cost",
-        "format", "id", "base_model",
+        "format", "id", "base_model", "wire_api",
     }
 )
 
@@ -69,6 +70,11 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
         wire_format = f.choice("format", ("auto", "anthropic", "openai"), "auto")
         wire_format = None if wire_format == "auto" else wire_format
 
+    wire_api = "chat"
+    if provider in ("openai", "azure"):
+        official = provider == "openai" and api_base == DEFAULT_API_BASE["openai"]
+        wire_api = f.choice("wire_api", WIRE_APIS, "both" if official else "chat")
+
     forward = f.boolean("forward_client_credentials")
     if forward and provider != "anthropic":
         source.warn(
@@ -98,6 +104,7 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
         prices=prices,
         base_model=f.string("base_model"),
         wire_format=wire_format,
+        wire_api=wire_api,
         source_line=source.line(f.path),
     )
 

@@ -55,6 +55,9 @@ class Deployment:
     name, a fine-tune): LiteLLM's ``model_info.base_model``, e.g. ``gpt-4o``."""
     wire_format: str | None = None
     """Only for ``mock``: answer in ``anthropic`` or ``openai`` format; None = the client's."""
+    wire_api: str = "chat"
+    """OpenAI-type deployments: ``chat`` (``/chat/completions`` only), ``responses`` (``/responses``
+    only) or ``both`` (Responses clients go to ``/responses``, the others to ``/chat/completions``)."""
     source_line: int | None = None
 
     def __repr__(self) -> str:  # api_key must never show up in a log line or traceback

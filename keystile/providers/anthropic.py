@@ -23,7 +23,7 @@ from keystile.upstream.client import UpstreamClient, encode_headers
 
 DEFAULT_VERSION = b"2023-06-01"
 OAUTH_BETA = b"oauth-2025-04-20"
-_PATHS = {Operation.MESSAGES: "/v1/messages", Operation.COUNT_TOKENS: "/v1/messages/count_tokens"}
+_PATHS = {Operation.GENERATE: "/v1/messages", Operation.COUNT_TOKENS: "/v1/messages/count_tokens"}
 
 
 def merge_beta(existing: bytes | None, flag: bytes) -> bytes:
@@ -81,7 +81,7 @@ class AnthropicProvider:
     def wire_format(self, deployment: Deployment, operation: Operation, client: ApiFormat) -> ApiFormat:
         return ApiFormat.ANTHROPIC
 
-    def supports(self, operation: Operation) -> bool:
+    def supports(self, operation: Operation, wire: ApiFormat) -> bool:
         return operation in _PATHS
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse:

@@ -19,9 +19,11 @@ from keystile.upstream.client import Timeouts, encode_headers
 
 
 class Operation(enum.Enum):
-    MESSAGES = "messages"
+    """What a request asks for, whatever its format: the wire format decides the upstream path."""
+
+    GENERATE = "generate"
+    """A model answer: Messages, Chat Completions, Responses, generateContent."""
     COUNT_TOKENS = "count_tokens"
-    CHAT = "chat"
     EMBEDDINGS = "embeddings"
 
 
@@ -29,6 +31,8 @@ class Operation(enum.Enum):
 class UpstreamCall:
     deployment: Deployment
     operation: Operation
+    wire: ApiFormat
+    """The API format the body is in (for OpenAI-type deployments: Chat Completions or Responses)."""
     body: bytes
     stream: bool
     client_headers: Mapping[bytes, bytes]
@@ -36,7 +40,7 @@ class UpstreamCall:
     upstream_credential: UpstreamCredential | None
     timeouts: Timeouts
     query: bytes = b""
-    """The client's query string, forwarded to Anthropic upstreams (``?beta=true``)."""
+    """Query parameters for the upstream, from the client's through an allow-list (``?beta=true``)."""
 
 
 class UpstreamResponse(Protocol):
@@ -59,7 +63,7 @@ class Provider(Protocol):
         """The format this deployment speaks for ``operation`` (the mock speaks the client's)."""
         ...
 
-    def supports(self, operation: Operation) -> bool: ...
+    def supports(self, operation: Operation, wire: ApiFormat) -> bool: ...
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse: ...
 

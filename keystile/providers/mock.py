@@ -22,6 +22,7 @@ from keystile.providers.base import Operation, UpstreamCall
 _SSE = b"text/event-stream"
 _JSON = b"application/json"
 _request_ids = itertools.count(1)
+_NATIVE = (ApiFormat.ANTHROPIC, ApiFormat.OPENAI)
 
 
 class MockResponse:
@@ -62,10 +63,11 @@ class MockProvider:
             return ApiFormat.ANTHROPIC
         if deployment.wire_format is not None:
             return ApiFormat(deployment.wire_format)
-        return client
+        # Responses and Gemini clients are answered in Messages, translated like any other upstream's.
+        return client if client in _NATIVE else ApiFormat.ANTHROPIC
 
-    def supports(self, operation: Operation) -> bool:
-        return True
+    def supports(self, operation: Operation, wire: ApiFormat) -> bool:
+        return wire in _NATIVE
 
     async def send(self, call: UpstreamCall) -> MockResponse:
         try:
@@ -77,7 +79,7 @@ class MockProvider:
             return MockResponse(200, _JSON, [orjson.dumps(mock_replies.openai_embeddings(body))])
         if operation is Operation.COUNT_TOKENS:
             return MockResponse(200, _JSON, [orjson.dumps(mock_replies.anthropic_count_tokens(body))])
-        anthropic = operation is Operation.MESSAGES
+        anthropic = call.wire is ApiFormat.ANTHROPIC
         # Tools are called only when tool_choice forces one: a demo client such as Claude Code
         # sends many tools with every turn and should get an answer, not placeholder calls.
         if call.stream:

@@ -46,10 +46,10 @@ MASTER_KEY_META = "master_key_hash"
 REVISION_POLL_SECONDS = 0.5
 
 INFERENCE_ROUTES: dict[str, Endpoint] = {
-    "/v1/messages": Endpoint(ApiFormat.ANTHROPIC, Operation.MESSAGES),
+    "/v1/messages": Endpoint(ApiFormat.ANTHROPIC, Operation.GENERATE),
     "/v1/messages/count_tokens": Endpoint(ApiFormat.ANTHROPIC, Operation.COUNT_TOKENS),
-    "/v1/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.CHAT),
-    "/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.CHAT),
+    "/v1/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.GENERATE),
+    "/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.GENERATE),
     "/v1/embeddings": Endpoint(ApiFormat.OPENAI, Operation.EMBEDDINGS),
     "/embeddings": Endpoint(ApiFormat.OPENAI, Operation.EMBEDDINGS),
 }

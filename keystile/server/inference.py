@@ -3,9 +3,17 @@
     credentials → authenticate → authorize → route → provider adapter → upstream
     → response or stream, in the client's format → account
 
-Everything before the upstream call is in memory (cached keys, in-process counters); the
-only awaits are the body, the upstream and — rarely — a key-cache miss. Accounting happens
-after the client has its last byte.
+The handler is format-agnostic: what differs between Anthropic Messages, Chat Completions,
+Responses and Gemini lives in ``keystile.formats`` (read the request, convert through the
+Messages hub, frame answers, streams and errors). Everything before the upstream call is in
+memory (cached keys, in-process counters); the only awaits are the body, the upstream and —
+rarely — a key-cache miss. Accounting happens after the client has its last byte.
+
+What the upstream receives is always serialised from the object keystile parsed, checked,
+priced and limited — never the client's bytes with a splice — so a body with duplicate keys
+(``"model"`` twice, an escaped ``"mod\\u0065l"``) cannot make the upstream act on a
+different request than the one keystile accounted for. (orjson writes a 76 KB Claude Code
+body in ~16 µs, less than scanning it for such duplicates would cost.)
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ import time
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from keystile.accounting.meters import usage_from_response, usage_of_cut_stream
+from keystile.accounting.meters import usage_of_cut_stream
 from keystile.accounting.spend import next_request_id
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
@@ -28,9 +37,11 @@ from keystile.auth import Identity
 from keystile.config.model import Deployment
 from keystile.credentials import CREDENTIAL_HEADER_NAMES, UpstreamCredential, credentials_from
 from keystile.errors import ErrorKind, GatewayError
+from keystile.formats import FORMATS
+from keystile.formats.base import ClientRequest
+from keystile.formats.checks import model_name, optional_bool, quote
 from keystile.limits.authorize import Grant, quota_headers
 from keystile.providers.base import Operation, UpstreamCall, UpstreamResponse
-from keystile.providers.body import rename_model, upstream_body
 from keystile.routing.router import RETRYABLE_STATUS, RoutePlan, is_context_window_error
 from keystile.server.http import (
     JSON_TYPE,
@@ -47,10 +58,8 @@ from keystile.server.http import (
 from keystile.server.relay import Relay, make_relay
 from keystile.sse import SSEParser
 from keystile.translate.count_tokens import estimate_input_tokens
+from keystile.translate.errors import error_kind_of, translate_error_body
 from keystile.translate.invalid_request import json_type_name
-from keystile.translate.errors import translate_error_body
-from keystile.translate.response_to_anthropic import chat_response_to_messages
-from keystile.translate.response_to_openai import messages_response_to_chat
 from keystile.upstream.client import Timeouts
 from keystile.upstream.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
 
@@ -63,6 +72,9 @@ log = logging.getLogger("keystile.inference")
 _PASSED_HEADERS = frozenset({b"request-id", b"x-request-id", b"retry-after", b"retry-after-ms", b"x-should-retry"})
 _RATELIMIT_PREFIXES = (b"anthropic-ratelimit-", b"x-ratelimit-")
 _MAX_CONTENT_LOG = 1 << 20
+# Query parameters an upstream may receive from the client, by wire format (everything else —
+# a Gemini client's ``key=``, tracking parameters — stays at the gateway).
+_UPSTREAM_QUERY = {ApiFormat.ANTHROPIC: frozenset({"beta"})}
 
 # The request headers the pipeline reads: credentials, the declared body size, Anthropic's
 # version and betas (forwarded), and keystile's per-request overrides. ``scan_headers``
@@ -78,17 +90,14 @@ PIPELINE_HEADERS = CREDENTIAL_HEADER_NAMES | {
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
+    """What a route asks for: the client's format and operation, and what its path fixes."""
+
     client: ApiFormat
     operation: Operation
-
-
-@dataclass(slots=True)
-class ClientRequest:
-    raw: bytes
-    body: dict
-    model: str
-    stream: bool
-    query: bytes
+    model: str | None = None
+    """The model named by the path (Gemini, Azure), else None: it is in the body."""
+    stream: bool | None = None
+    """Streaming as decided by the path (Gemini's ``:streamGenerateContent``), else None."""
 
 
 @dataclass(slots=True)
@@ -127,13 +136,18 @@ class InferenceHandler:
                 raise GatewayError(
                     ErrorKind.HEADERS_TOO_LARGE, f"Request headers exceed the {self.max_headers}-byte limit."
                 )
+            if fmt is ApiFormat.GEMINI and b"x-goog-api-key" not in seen:
+                query_key = _query_key(scope.get("query_string", b""))
+                if query_key:
+                    seen[b"x-goog-api-key"] = query_key
             credentials = credentials_from(seen)
             identity = await gw.authenticator.authenticate(credentials)
-            request = parse_request(await read_body(receive, self.max_body, _content_length(seen)), endpoint, scope)
+            request = read_request(await read_body(receive, self.max_body, _content_length(seen)), endpoint, scope)
             if gw.router.group(request.model) is None:
                 raise GatewayError(
                     ErrorKind.MODEL_NOT_FOUND,
-                    f"Model {request.model!r} is not served by this gateway. GET /v1/models lists the models your key can use.",
+                    f"Model {quote(request.model)} is not served by this gateway. "
+                    "GET /v1/models lists the models your key can use.",
                     param="model",
                 )
             if endpoint.operation is Operation.COUNT_TOKENS:
@@ -185,7 +199,6 @@ class InferenceHandler:
             await asyncio.sleep(0.01)
         return not self.in_flight
 
-
     async def _refuse(
         self,
         send: Send,
@@ -236,8 +249,38 @@ def _content_length(seen: dict[bytes, bytes]) -> int | None:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "The content-length header is not a number.") from None
 
 
-def parse_request(raw: bytes, endpoint: Endpoint, scope: Scope) -> ClientRequest:
-    """The JSON body, checked just enough to route it; the upstream (or translator) checks the rest."""
+def _query_key(query: bytes) -> bytes | None:
+    """A Gemini client's ``?key=`` (Google's API-key parameter); it never leaves the gateway."""
+    if b"key=" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1")):
+        if name == "key" and value:
+            return value.encode("latin-1")
+    return None
+
+
+_query_cache: dict[tuple[bytes, ApiFormat], bytes] = {}
+
+
+def upstream_query(query: bytes, wire: ApiFormat) -> bytes:
+    """The client's query parameters the upstream may see: an allow-list per wire format
+    (``beta=true`` to Anthropic); nothing else is forwarded."""
+    if not query:
+        return b""
+    key = (query, wire)
+    cached = _query_cache.get(key)
+    if cached is not None:
+        return cached
+    allowed = _UPSTREAM_QUERY.get(wire, frozenset())
+    kept = [(n, v) for n, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if n in allowed]
+    result = urlencode(kept).encode("latin-1") if kept else b""
+    if len(_query_cache) < 256:  # client-chosen strings: a few distinct ones are worth remembering
+        _query_cache[key] = result
+    return result
+
+
+def read_request(raw: bytes, endpoint: Endpoint, scope: Scope) -> ClientRequest:
+    """The JSON body, checked just enough to route it; the upstream (or a translator) checks the rest."""
     if not raw:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "The request body is empty; expected a JSON object.")
     try:
@@ -246,32 +289,13 @@ def parse_request(raw: bytes, endpoint: Endpoint, scope: Scope) -> ClientRequest
         raise GatewayError(ErrorKind.INVALID_REQUEST, f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(body, dict):
         raise GatewayError(ErrorKind.INVALID_REQUEST, f"The request body must be a JSON object, not {json_type_name(body)}.")
-    model = body.get("model")
-    if model is None:
-        raise GatewayError(ErrorKind.INVALID_REQUEST, "model: field required.", param="model")
-    if not isinstance(model, str) or not model:
-        raise GatewayError(ErrorKind.INVALID_REQUEST, f"model: expected a non-empty string, got {json_type_name(model)}.", param="model")
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise GatewayError(ErrorKind.INVALID_REQUEST, f"stream: expected a boolean, got {json_type_name(stream)}.", param="stream")
+    model = endpoint.model if endpoint.model is not None else model_name(body.get("model"))
+    stream = endpoint.stream if endpoint.stream is not None else optional_bool(body, "stream")
     operation = endpoint.operation
-    if operation in (Operation.MESSAGES, Operation.CHAT, Operation.COUNT_TOKENS):
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            what = "field required" if messages is None else f"expected a list, got {json_type_name(messages)}"
-            raise GatewayError(ErrorKind.INVALID_REQUEST, f"messages: {what}.", param="messages")
-    if operation is Operation.MESSAGES:
-        max_tokens = body.get("max_tokens")
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-            what = "field required" if max_tokens is None else f"expected an integer, got {json_type_name(max_tokens)}"
-            raise GatewayError(ErrorKind.INVALID_REQUEST, f"max_tokens: {what}.", param="max_tokens")
-    if operation is Operation.EMBEDDINGS and body.get("input") is None:
-        raise GatewayError(ErrorKind.INVALID_REQUEST, "input: field required.", param="input")
-    if operation in (Operation.COUNT_TOKENS, Operation.EMBEDDINGS):
+    FORMATS[endpoint.client].check_request(body, operation)
+    if operation is not Operation.GENERATE:
         stream = False
-    return ClientRequest(raw, body, model, stream, scope.get("query_string", b""))
+    return ClientRequest(raw, body, model, stream, scope.get("query_string", b""), endpoint.client, operation)
 
 
 class _Call:
@@ -326,6 +350,7 @@ class _Call:
         plan = self.plan = gw.router.plan(self.request.model, max_retries=self._max_retries())
         failure: UpstreamFailure | None = None  # built only when an attempt fails
         timeout = self._requested_timeout()
+        operation = self.endpoint.operation
         while True:
             deployment = plan.next()
             if deployment is None:
@@ -335,23 +360,23 @@ class _Call:
                 gw.metrics.retries.labels(plan.group_name).inc()
             self.deployment = deployment
             provider = gw.providers[deployment.provider]
-            wire = provider.wire_format(deployment, self.endpoint.operation, self.fmt)
-            operation = _wire_operation(self.endpoint.operation, wire)
-            if operation is Operation.COUNT_TOKENS and not provider.supports(operation):
-                await self._estimate_tokens()
-                return
-            if not provider.supports(operation):
+            wire = provider.wire_format(deployment, operation, self.fmt)
+            if not provider.supports(operation, wire):
+                if operation is Operation.COUNT_TOKENS:
+                    await self._estimate_tokens()
+                    return
                 raise_unsupported(deployment, operation)
-            body = self._upstream_body(deployment, wire, operation)
+            body = self._upstream_body(deployment, wire)
             call = UpstreamCall(  # positional, in field order (cheaper than keywords)
                 deployment,
                 operation,
+                wire,
                 body,
                 self.request.stream,
                 self.seen,  # client_headers
                 self.upstream_credential if deployment.forward_client_credentials else None,
                 self._timeouts(deployment, timeout),
-                self.request.query if wire is ApiFormat.ANTHROPIC else b"",
+                upstream_query(self.request.query, wire),
             )
             asked = perf_counter()
             try:
@@ -395,7 +420,10 @@ class _Call:
 
     async def _backoff(self, delay: float) -> None:
         if delay > 0:
+            waited = perf_counter()
             await asyncio.sleep(delay)
+            # Time spent waiting to retry is not keystile's work: x-keystile-overhead-ms excludes it.
+            self.upstream_wait += perf_counter() - waited
 
     def _max_retries(self) -> int | None:
         raw = self.seen.get(b"x-keystile-max-retries")
@@ -435,19 +463,26 @@ class _Call:
             self.h.timeouts[deployment.id] = timeouts
         return timeouts
 
-    def _upstream_body(self, deployment: Deployment, wire: ApiFormat, operation: Operation) -> bytes:
+    def _upstream_body(self, deployment: Deployment, wire: ApiFormat) -> bytes:
+        """The body in the deployment's format, always serialised from what keystile parsed."""
         request = self.request
-        if operation in (Operation.MESSAGES, Operation.CHAT):
-            return upstream_body(
-                request.raw,
-                request.body,
-                client=self.fmt,
-                wire=wire,
-                upstream_model=deployment.model,
-                stream=request.stream,
-                default_max_tokens=self.h.default_max_tokens,
-            )
-        return rename_model(request.raw, request.body, deployment.model)
+        if wire is request.fmt or request.operation is Operation.EMBEDDINGS:
+            body = FORMATS[wire].forward(request, deployment.model)
+        else:
+            body = FORMATS[wire].from_hub(self._hub(deployment), upstream_model=deployment.model, stream=request.stream)
+        return orjson.dumps(body)
+
+    def _hub(self, deployment: Deployment) -> dict:
+        """The request as Anthropic Messages, converted once for however many attempts need it."""
+        request = self.request
+        if request.hub is None:
+            if request.fmt is ApiFormat.ANTHROPIC:
+                request.hub = request.body
+            else:
+                request.hub = FORMATS[request.fmt].to_hub(
+                    request, upstream_model=deployment.model, default_max_tokens=self.h.default_max_tokens
+                )
+        return request.hub
 
     # --- answers ------------------------------------------------------------------------------
 
@@ -481,16 +516,24 @@ class _Call:
             await response.aclose()
         latency = perf_counter() - asked
         self.upstream_wait += latency
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            raise GatewayError(
+                ErrorKind.UPSTREAM_ERROR,
+                f"The upstream ({self.deployment.id}) answered 200 with a body that is not a JSON object; "  # type: ignore[union-attr]
+                "keystile cannot read or pass it on.",
+            )
         operation = self.endpoint.operation
-        generation = operation in (Operation.MESSAGES, Operation.CHAT)
-        if generation:
-            self.usage = usage_from_response(data, wire)
-        elif operation is Operation.EMBEDDINGS:
-            self.usage = usage_from_response(data, ApiFormat.OPENAI)
+        generation = operation is Operation.GENERATE
+        if operation is not Operation.COUNT_TOKENS:
+            self.usage = FORMATS[wire].usage(obj)
         # Only generations feed the latency average: a token count or an embedding is not comparable.
         self._served(latency if generation else None, self.usage.total_tokens)
-        if wire is not self.fmt and generation:
-            data = self._translate_response(data, wire)
+        if wire is not self.fmt and operation is not Operation.EMBEDDINGS:
+            data = self._translate_response(obj, wire)
         if self.gw.settings.spend.log_content:
             self.response_content = data[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
         self.status = response.status
@@ -498,19 +541,18 @@ class _Call:
         await self.finish()
         await send_bytes(self.send, response.status, data, headers)
 
-    def _translate_response(self, data: bytes, wire: ApiFormat) -> bytes:
+    def _translate_response(self, obj: dict, wire: ApiFormat) -> bytes:
+        upstream, client = FORMATS[wire], FORMATS[self.fmt]
         try:
-            parsed = orjson.loads(data)
-            if not isinstance(parsed, dict):
-                raise ValueError("not an object")
-            converted = chat_response_to_messages(parsed) if wire is ApiFormat.OPENAI else messages_response_to_chat(parsed)
-        except (ValueError, GatewayError) as exc:
+            if self.endpoint.operation is Operation.COUNT_TOKENS:
+                return orjson.dumps(client.count_from_hub(upstream.count_to_hub(obj)))
+            hub = upstream.response_to_hub(obj, model=self.deployment.model)  # type: ignore[union-attr]
+            return orjson.dumps(client.response_from_hub(hub, self.request))
+        except GatewayError as exc:
             raise GatewayError(ErrorKind.UPSTREAM_ERROR, f"The upstream answered with a response keystile could not read: {exc}") from None
-        return orjson.dumps(converted)
 
     async def _relay_stream(self, response: UpstreamResponse, wire: ApiFormat, asked: float) -> None:
-        client_wants_usage = _wants_usage(self.request.body)
-        relay = make_relay(self.fmt, wire, client_wants_usage=client_wants_usage)
+        relay = make_relay(self.request, wire, self.deployment.model)  # type: ignore[union-attr]
         self.relay = relay
         send = self.send
         headers = [*SSE_HEADERS, *self._response_headers(response)]
@@ -566,7 +608,7 @@ class _Call:
         finally:
             await response.aclose()
         if relay.failed:
-            self.status = 502
+            self.status = relay.error_status or ErrorKind.UPSTREAM_ERROR.status
             self.plan.failed()  # type: ignore[union-attr]  # counts against the deployment; too late to retry
         else:
             self.plan.done(relay.usage.total_tokens)  # type: ignore[union-attr]
@@ -576,15 +618,11 @@ class _Call:
         await send({"type": "http.response.body", "body": out, "more_body": False})
 
     async def _estimate_tokens(self) -> None:
-        try:
-            count = estimate_input_tokens(self.request.body)
-        except GatewayError as error:
-            await self.fail(error)
-            return
+        count = self._estimate_input()
         self.status = 200
         headers = [JSON_TYPE, (b"x-keystile-estimate", b"true"), *self._response_headers(None), self._overhead_header()]
         await self.finish()
-        await send_bytes(self.send, 200, orjson.dumps({"input_tokens": count}), headers)
+        await send_bytes(self.send, 200, orjson.dumps(FORMATS[self.fmt].count_from_hub(count)), headers)
 
     async def _give_up(self, failure: UpstreamFailure) -> None:
         """Nothing worked: tell the client what the last attempt saw, in its format."""
@@ -601,7 +639,7 @@ class _Call:
             await self.finish()
             await send_bytes(self.send, failure.status, body, [*headers, *passed])
             return
-        error = GatewayError(ErrorKind.UNAVAILABLE, f"No deployment of model {self.request.model!r} is available right now.")
+        error = GatewayError(ErrorKind.UNAVAILABLE, f"No deployment of model {quote(self.request.model)} is available right now.")
         self.status = error.status
         await self.finish()
         await send_error(self.send, self.fmt, error, headers[1:])
@@ -669,11 +707,13 @@ class _Call:
 
     async def _account(self) -> None:
         relay = self.relay
-        if relay is not None:
-            self.usage = relay.usage
-            if self.response_started and (self.status == 499 or relay.failed):
-                # Cut off before the final usage report: still charge what was used.
-                self.usage = usage_of_cut_stream(relay.usage, relay.content_events, self._estimate_input)
+        if relay is not None and self.response_started:
+            # Whatever the upstream reported, filled in where it reported nothing — a stream cut
+            # off before its usage report, or one whose upstream never sends one, is charged an
+            # estimate of what it used, never $0.
+            self.usage = usage_of_cut_stream(relay.usage, relay.content_events, self._estimate_input)
+        elif self.status == 200 and self.accountable and self.usage.total_tokens == 0 and self.endpoint.operation is Operation.GENERATE:
+            self.usage = usage_of_cut_stream(self.usage, 1, self._estimate_input)
         gw = self.gw
         elapsed = perf_counter() - self.t0
         gw.metrics.observe_overhead(max(elapsed - self.upstream_wait, 0.0))
@@ -701,10 +741,18 @@ class _Call:
         )
 
     def _estimate_input(self) -> int:
+        """Input tokens estimated locally from the request (as Anthropic Messages)."""
         try:
-            return estimate_input_tokens(self.request.body)
+            hub = self.request.hub
+            if hub is None:
+                hub = self.request.body if self.fmt is ApiFormat.ANTHROPIC else self._hub_for_estimate()
+            return estimate_input_tokens(hub)
         except GatewayError:
-            return 0
+            return max(1, len(self.request.raw) // 4)
+
+    def _hub_for_estimate(self) -> dict:
+        model = self.deployment.model if self.deployment is not None else self.request.model
+        return FORMATS[self.fmt].to_hub(self.request, upstream_model=model, default_max_tokens=self.h.default_max_tokens)
 
 
 class _RetryableBodyFailure(Exception):
@@ -725,30 +773,14 @@ def _stream_start_failure(first: bytes, wire: ApiFormat) -> UpstreamFailure | No
             data = orjson.loads(event.data)
         except orjson.JSONDecodeError:
             continue
-        error = data.get("error") if isinstance(data, dict) else None
-        if isinstance(error, dict):
-            status = _in_band_status(error, wire)
-            if status not in RETRYABLE_STATUS:
-                return None
-            return UpstreamFailure(status=status, body=event.data, wire=wire)
+        if not isinstance(data, dict) or not ("error" in data or data.get("type") in ("error", "response.failed")):
+            continue
+        kind = error_kind_of(data)
+        status = kind.status if kind is not None else ErrorKind.UPSTREAM_ERROR.status
+        if status not in RETRYABLE_STATUS:
+            return None
+        return UpstreamFailure(status=status, body=event.data, wire=wire)
     return UpstreamFailure(error=GatewayError(ErrorKind.UPSTREAM_ERROR, "The upstream's stream broke before its first event."))
-
-
-def _in_band_status(error: dict, wire: ApiFormat) -> int:
-    """The HTTP status an in-band error event stands for (Anthropic's type, OpenAI's code or type)."""
-    if wire is ApiFormat.ANTHROPIC:
-        name = error.get("type")
-        for kind in ErrorKind:
-            if kind.anthropic_type == name:
-                return kind.status
-    else:
-        name = error.get("code")
-        for kind in ErrorKind:
-            if name is not None and kind.openai_code == name:
-                return kind.status
-        if error.get("type") == "invalid_request_error":
-            return ErrorKind.INVALID_REQUEST.status
-    return ErrorKind.UPSTREAM_ERROR.status
 
 
 def _passed_upstream_headers(upstream: list[tuple[bytes, bytes]], ours: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -766,25 +798,12 @@ def _passed_upstream_headers(upstream: list[tuple[bytes, bytes]], ours: list[tup
     return out
 
 
-def _wire_operation(operation: Operation, wire: ApiFormat) -> Operation:
-    if operation in (Operation.MESSAGES, Operation.CHAT):
-        return Operation.MESSAGES if wire is ApiFormat.ANTHROPIC else Operation.CHAT
-    if operation is Operation.COUNT_TOKENS and wire is ApiFormat.OPENAI:
-        return Operation.COUNT_TOKENS  # the provider cannot: answered with a local estimate
-    return operation
-
-
 def raise_unsupported(deployment: Deployment, operation: Operation) -> None:
     raise GatewayError(
         ErrorKind.INVALID_REQUEST,
         f"Model {deployment.model_name!r} is served by a {deployment.provider} deployment, which has no {operation.value} API.",
         param="model",
     )
-
-
-def _wants_usage(body: dict) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def _retry_after(response: UpstreamResponse) -> float | None:

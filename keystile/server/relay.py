@@ -2,28 +2,32 @@
 
 Each relay takes upstream bytes as they arrive and returns the bytes to send the client
 now — complete events only, never held back longer than it takes to see an event's end.
-Same-format relays forward each event's exact bytes and only watch usage; translating
-relays run a ``translate.stream_to_*`` state machine. Every relay knows whether the
-upstream ended properly, so a stream cut short becomes an in-band error event rather
-than a silent truncation.
+
+- ``PassthroughRelay`` (same format on both sides) forwards each event's exact bytes while
+  the format's watch reads usage and notices the end and in-band errors.
+- ``TranslatingRelay`` runs the upstream's decoder (its format → Anthropic events, the hub)
+  and the client's encoder (hub → its format); either may be the identity.
+
+Every relay knows whether the upstream ended properly — from parsed events, never a byte
+pattern — so a stream cut short, or one that carried an upstream error, ends with the
+client format's in-band error and is accounted as failed, with the status the error meant.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Protocol
+from typing import Callable, Protocol
 
 import orjson
 
-from keystile.accounting.meters import AnthropicStreamMeter, OpenAIStreamMeter, is_content_chunk, is_usage_only_chunk
 from keystile.accounting.usage import Usage
+from keystile.errors import ErrorKind
 from keystile.apiformat import ApiFormat
-from keystile.errors import error_body, kind_for_status
-from keystile.sse import SSEParser, encode_event
-from keystile.translate.stream_to_anthropic import ChatStreamToMessages
-from keystile.translate.stream_to_openai import MessagesStreamToChat
+from keystile.formats import FORMATS
+from keystile.formats.base import ClientRequest, PassthroughWatch, StreamDecoder, StreamEncoder
+from keystile.formats.checks import looks_like_json_object
+from keystile.sse import SSEParser
+from keystile.translate.errors import error_kind_of
 
-_FINISH_SET = re.compile(rb'"finish_reason"\s*:\s*(?!null)')
 TRUNCATED = "The upstream stream ended before it was complete."
 MALFORMED = "The upstream sent a malformed stream event."
 
@@ -31,10 +35,12 @@ MALFORMED = "The upstream sent a malformed stream event."
 class Relay(Protocol):
     usage: Usage
     failed: bool
-    """An error event was relayed or produced: the stream did not end well."""
+    """An error was relayed or produced: the stream did not end well."""
+    error_status: int
+    """The HTTP status the failure stands for (502 for a stream cut short)."""
     content_events: int
-    """Upstream events that carried output (text, thinking or tool input): each is at least one
-    output token, which is what a stream cut off before its final usage report is charged."""
+    """Events that carried output (text, thinking or tool input): each is at least one output
+    token, which is what a stream cut off before its final usage report is charged."""
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -47,29 +53,47 @@ class Relay(Protocol):
         ...
 
 
-def _looks_like_json_object(data: bytes) -> bool:
-    return data[:1] == b"{" and data.rstrip()[-1:] == b"}"
+class PassthroughRelay:
+    """Same format on both sides: complete events are forwarded as received."""
 
+    __slots__ = ("parser", "watch", "stream_error", "done", "failed", "error_status")
 
-class _Passthrough:
-    """Same format on both sides: complete events are forwarded as received, a meter reads usage."""
-
-    __slots__ = ("parser", "meter", "done", "failed", "content_events")
-    error_event: str | None = None
-
-    def __init__(self, meter: AnthropicStreamMeter | OpenAIStreamMeter) -> None:
+    def __init__(self, watch: PassthroughWatch, stream_error: Callable[[int, str], bytes]) -> None:
         self.parser = SSEParser()
-        self.meter = meter
+        self.watch = watch
+        self.stream_error = stream_error
         self.done = False
         self.failed = False
-        self.content_events = 0
+        self.error_status = 0
 
     @property
     def usage(self) -> Usage:
-        return self.meter.usage
+        return self.watch.usage
+
+    @property
+    def content_events(self) -> int:
+        return self.watch.content_events
 
     def feed(self, chunk: bytes) -> bytes:
-        raise NotImplementedError
+        if self.done:
+            return b""
+        out = []
+        watch = self.watch
+        for event in self.parser.feed(chunk):
+            try:
+                keep = watch.observe(event)
+            except ValueError as exc:
+                out.append(self.fail(502, str(exc)))
+                break
+            if keep:
+                out.append(event.raw)
+            if watch.finished:
+                self.done = True
+                if watch.failed:
+                    self.failed = True
+                    self.error_status = _status_of(event.data)
+                break
+        return b"".join(out)
 
     def end(self) -> bytes:
         if self.done:
@@ -77,191 +101,109 @@ class _Passthrough:
         tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
         if self.done:
             return tail
-        return tail + self._unterminated()
-
-    def _unterminated(self) -> bytes:
-        return self.fail(502, TRUNCATED)
+        closing = self.watch.at_eof()
+        if closing is None:
+            return tail + self.fail(502, TRUNCATED)
+        self.done = True
+        return tail + closing
 
     def fail(self, status: int, message: str) -> bytes:
         if self.done:
             return b""
         self.done = self.failed = True
-        fmt = ApiFormat.ANTHROPIC if self.error_event else ApiFormat.OPENAI
-        return encode_event(orjson.dumps(error_body(fmt, kind_for_status(status), message)), self.error_event)
+        self.error_status = status
+        return self.stream_error(status, message)
 
 
-class AnthropicPassthrough(_Passthrough):
-    """Anthropic upstream, Anthropic client: events forwarded byte for byte."""
+class TranslatingRelay:
+    """Different formats: upstream events → decoder → hub events → encoder → client events."""
 
-    __slots__ = ()
-    error_event = "error"
+    __slots__ = ("parser", "hub", "decoder", "encoder", "done", "failed", "error_status", "content_events")
 
-    def __init__(self) -> None:
-        super().__init__(AnthropicStreamMeter())
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self.done:
-            return b""
-        out = []
-        for event in self.parser.feed(chunk):
-            name = event.event
-            if event.data and not _looks_like_json_object(event.data):
-                out.append(self.fail(502, MALFORMED))
-                break
-            self.meter.observe(name, event.data)
-            if name == "content_block_delta":
-                self.content_events += 1
-            out.append(event.raw)
-            if name == "message_stop" or name == "error":
-                self.done = True
-                self.failed = name == "error"
-                break
-        return b"".join(out)
-
-
-class OpenAIPassthrough(_Passthrough):
-    """OpenAI upstream, OpenAI client: chunks forwarded byte for byte.
-
-    keystile always asks the upstream for the final usage chunk; when the client did not,
-    that one chunk is dropped so the client sees exactly the stream it asked for.
-    """
-
-    __slots__ = ("strip_usage",)
-
-    def __init__(self, *, client_wants_usage: bool) -> None:
-        super().__init__(OpenAIStreamMeter())
-        self.strip_usage = not client_wants_usage
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self.done:
-            return b""
-        out = []
-        meter = self.meter
-        for event in self.parser.feed(chunk):
-            data = event.data
-            if data == b"[DONE]":
-                out.append(event.raw)
-                self.done = True
-                break
-            if data and not _looks_like_json_object(data):
-                out.append(self.fail(502, MALFORMED))
-                break
-            meter.observe(data)
-            if is_content_chunk(data):
-                self.content_events += 1
-            if meter.error is not None:
-                out.append(event.raw)
-                self.done = self.failed = True
-                break
-            if self.strip_usage and data and is_usage_only_chunk(data):
-                continue
-            out.append(event.raw)
-        return b"".join(out)
-
-    def _unterminated(self) -> bytes:
-        if self.meter.finish_reason is not None:  # complete, the server just never sent [DONE]
-            self.done = True
-            return b"data: [DONE]\n\n"
-        return self.fail(502, TRUNCATED)
-
-
-class _Translating:
-    """Different formats: each upstream event goes through a ``translate.stream_to_*`` state machine."""
-
-    __slots__ = ("parser", "translator", "upstream_done", "failed", "content_events")
-
-    def __init__(self, translator: ChatStreamToMessages | MessagesStreamToChat) -> None:
+    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
         self.parser = SSEParser()
-        self.translator = translator
-        self.upstream_done = False
+        self.hub = SSEParser()
+        self.decoder = decoder
+        self.encoder = encoder
+        self.done = False
         self.failed = False
+        self.error_status = 0
         self.content_events = 0
 
     @property
     def usage(self) -> Usage:
-        return self.translator.usage
+        return self.decoder.usage
 
     def feed(self, chunk: bytes) -> bytes:
-        raise NotImplementedError
+        if self.done:
+            return b""
+        out = []
+        decoder = self.decoder
+        for event in self.parser.feed(chunk):
+            data = event.data
+            if data and data != b"[DONE]" and not looks_like_json_object(data):
+                out.append(self.fail(502, MALFORMED))
+                break
+            out.append(self._through(decoder.feed(event)))
+            if self.done:
+                break
+        return b"".join(out)
+
+    def _through(self, hub: bytes) -> bytes:
+        """Hub bytes the decoder produced → the client's bytes."""
+        if not hub:
+            return b""
+        out = []
+        encoder = self.encoder
+        for event in self.hub.feed(hub):
+            name = event.event
+            if name == "content_block_delta":
+                self.content_events += 1
+            elif name == "error":
+                self.failed = True
+                self.error_status = _status_of(event.data)
+            out.append(encoder.feed(name, event.data))
+            if encoder.finished:
+                self.done = True
+                break
+        return b"".join(out)
 
     def end(self) -> bytes:
+        if self.done:
+            return b""
         tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
-        if self.translator.finished:
+        if self.done:
             return tail
-        if self.upstream_done:
-            return tail + self.translator.finish()
+        decoder = self.decoder
+        if decoder.complete and not decoder.failed:
+            tail += self._through(decoder.finish())
+            if not self.done:
+                self.done = True
+                tail += self.encoder.finish()
+            return tail
         return tail + self.fail(502, TRUNCATED)
 
     def fail(self, status: int, message: str) -> bytes:
-        if self.translator.finished:
+        if self.done:
             return b""
-        self.failed = True
-        return self.translator.fail(status, message)
+        self.done = self.failed = True
+        self.error_status = status
+        return self.encoder.fail(status, message)
 
 
-class OpenAIToAnthropic(_Translating):
-    """OpenAI upstream, Anthropic client."""
-
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(ChatStreamToMessages())
-
-    def feed(self, chunk: bytes) -> bytes:
-        translator = self.translator
-        out = []
-        for event in self.parser.feed(chunk):
-            if translator.finished:
-                break
-            data = event.data
-            if not data:
-                continue
-            if data == b"[DONE]":
-                self.upstream_done = True
-            elif not _looks_like_json_object(data):
-                out.append(self.fail(502, MALFORMED))
-                break
-            elif b'"finish_reason"' in data and _FINISH_SET.search(data):
-                self.upstream_done = True
-            if is_content_chunk(data):
-                self.content_events += 1
-            produced = translator.feed(data)
-            if translator.finished and not self.upstream_done:
-                self.failed = True  # an in-band error from the upstream
-            out.append(produced)
-        return b"".join(out)
+def make_relay(request: ClientRequest, wire: ApiFormat, upstream_model: str) -> Relay:
+    """The relay from an upstream speaking ``wire`` to the client that sent ``request``."""
+    client = FORMATS[request.fmt]
+    if wire is request.fmt:
+        return PassthroughRelay(client.Watch(request), client.stream_error)
+    return TranslatingRelay(FORMATS[wire].Decoder(upstream_model), client.Encoder(request))
 
 
-class AnthropicToOpenAI(_Translating):
-    """Anthropic upstream, OpenAI client."""
-
-    __slots__ = ()
-
-    def __init__(self, *, client_wants_usage: bool) -> None:
-        super().__init__(MessagesStreamToChat(include_usage=client_wants_usage))
-
-    def feed(self, chunk: bytes) -> bytes:
-        translator = self.translator
-        out = []
-        for event in self.parser.feed(chunk):
-            if translator.finished:
-                break
-            if event.data and not _looks_like_json_object(event.data):
-                out.append(self.fail(502, MALFORMED))
-                break
-            if event.event == "content_block_delta":
-                self.content_events += 1
-            elif event.event == "message_stop":
-                self.upstream_done = True
-            elif event.event == "error":
-                self.failed = True
-            out.append(translator.feed(event.event, event.data))
-        return b"".join(out)
-
-
-def make_relay(client: ApiFormat, wire: ApiFormat, *, client_wants_usage: bool) -> Relay:
-    if client is ApiFormat.ANTHROPIC:
-        return AnthropicPassthrough() if wire is ApiFormat.ANTHROPIC else OpenAIToAnthropic()
-    if wire is ApiFormat.OPENAI:
-        return OpenAIPassthrough(client_wants_usage=client_wants_usage)
-    return AnthropicToOpenAI(client_wants_usage=client_wants_usage)
+def _status_of(data: bytes) -> int:
+    """The HTTP status an in-band error event stands for (its type or code); 502 if unknown."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return ErrorKind.UPSTREAM_ERROR.status
+    kind = error_kind_of(obj)
+    return kind.status if kind is not None else ErrorKind.UPSTREAM_ERROR.status

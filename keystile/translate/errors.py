@@ -109,6 +109,50 @@ def translate_error_object(obj: object, status: int, *, upstream: ApiFormat, cli
     return error_body(client, kind, message, param=param if client is ApiFormat.OPENAI else None)
 
 
+_GOOGLE_STATUS_KIND = {
+    "INVALID_ARGUMENT": ErrorKind.INVALID_REQUEST,
+    "FAILED_PRECONDITION": ErrorKind.INVALID_REQUEST,
+    "OUT_OF_RANGE": ErrorKind.INVALID_REQUEST,
+    "UNAUTHENTICATED": ErrorKind.AUTHENTICATION,
+    "PERMISSION_DENIED": ErrorKind.PERMISSION,
+    "NOT_FOUND": ErrorKind.NOT_FOUND,
+    "RESOURCE_EXHAUSTED": ErrorKind.RATE_LIMITED,
+    "INTERNAL": ErrorKind.INTERNAL,
+    "UNAVAILABLE": ErrorKind.UNAVAILABLE,
+    "DEADLINE_EXCEEDED": ErrorKind.UPSTREAM_TIMEOUT,
+}
+
+
+def error_kind_of(obj: object) -> ErrorKind | None:
+    """The kind an in-band error object stands for, whatever its format: Anthropic's ``type``,
+    OpenAI's ``code`` or ``type``, Google's ``status`` or numeric ``code``; None if it names none.
+
+    Streams carry no HTTP status, so this is how a failed stream is logged with the status
+    its error meant (an ``overloaded_error`` is a 529, not a 200).
+    """
+    if not isinstance(obj, dict):
+        return None
+    response = obj.get("response")  # Responses' response.failed wraps the error
+    if isinstance(response, dict) and isinstance(response.get("error"), dict):
+        obj = response
+    _message, err_type, code, _param = _describe(obj)
+    source = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+    google = source.get("status") if isinstance(source, dict) else None
+    if isinstance(google, str) and google in _GOOGLE_STATUS_KIND:
+        return _GOOGLE_STATUS_KIND[google]
+    if isinstance(code, str):
+        kind = _OPENAI_CODE_KIND.get(code) or _OPENAI_TYPE_KIND.get(code)
+        if kind is not None:
+            return kind
+    if err_type is not None:
+        kind = _ANTHROPIC_TYPE_KIND.get(err_type) or _OPENAI_TYPE_KIND.get(err_type)
+        if kind is not None:
+            return kind
+    if isinstance(code, int) and not isinstance(code, bool) and code >= 400:
+        return kind_for_status(code)
+    return None
+
+
 def _resolve(status: int, hinted: ErrorKind | None) -> ErrorKind:
     if status >= 400:
         base = kind_for_status(status)

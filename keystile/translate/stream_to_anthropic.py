@@ -76,6 +76,11 @@ class ChatStreamToMessages:
 
     # --- public API -------------------------------------------------------------------
 
+    @property
+    def finish_reason(self) -> str | None:
+        """The upstream's finish reason, once a chunk carried one (parsed, never pattern-matched)."""
+        return self._finish_reason
+
     def feed(self, data: bytes) -> bytes:
         """One upstream event's data (a JSON chunk or ``[DONE]``) → Anthropic SSE bytes."""
         if self.finished:

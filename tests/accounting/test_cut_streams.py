@@ -8,6 +8,8 @@ from keystile.accounting.meters import is_content_chunk, usage_of_cut_stream
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
 from keystile.providers import mock_replies
+from keystile.formats.base import ClientRequest
+from keystile.providers.base import Operation
 from keystile.server.relay import make_relay
 
 
@@ -47,7 +49,7 @@ def test_every_relay_counts_upstream_content_events(client, wire):
     events = mock_replies.anthropic_stream(body) if wire is ApiFormat.ANTHROPIC else mock_replies.openai_stream(
         {**body, "stream_options": {"include_usage": True}}
     )
-    relay = make_relay(client, wire, client_wants_usage=False)
+    relay = make_relay(ClientRequest(b"", body, "m", True, b"", client, Operation.GENERATE), wire, "m")
     for event in events:
         relay.feed(event)
     relay.end()
