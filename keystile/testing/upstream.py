@@ -33,8 +33,9 @@ A fault rule: ``{"match": {"path", "model", "header": [name, value?], "stream", 
 the first rule that matches and has ``times`` left applies (``times`` absent: unlimited).
 Actions: ``status`` (status, body, headers), ``hang``, ``delay`` (seconds), ``close``,
 ``reset_after_events`` (events), ``malformed_after_events`` (events), ``event_delay`` (seconds),
-``error_after_events`` (events, status — default 529: that many events, then the format's
-in-band error event and a clean end; a request that does not stream gets the status instead).
+``error_after_events`` (events, status — default 529, seconds — a pause after the first event: that
+many events, then the format's in-band error event and a clean end; a request that does not
+stream gets the status instead).
 A request header ``x-mock-cache: read|write|none`` picks how ``cache_control`` prompt
 prefixes are reported in usage (default ``read``).
 """
@@ -159,7 +160,7 @@ _ACTIONS = {
     "reset_after_events": {"events"},
     "malformed_after_events": {"events"},
     "event_delay": {"seconds"},
-    "error_after_events": {"events", "status"},
+    "error_after_events": {"events", "status", "seconds"},
 }
 
 
@@ -791,6 +792,8 @@ class _Connection(asyncio.Protocol):
         for i, event in enumerate(events[:limit]):
             if i and kind == "event_delay":
                 await asyncio.sleep(action["seconds"])
+            elif i == 1 and kind == "error_after_events" and action.get("seconds"):
+                await asyncio.sleep(action["seconds"])  # the first event reaches the client on its own
             if self.closed or self.closed_by_server:
                 return
             write(_chunk(event))
