@@ -33,7 +33,7 @@ from keystile.providers.mock import MockProvider
 from keystile.providers.openai import AzureOpenAIProvider, OpenAIProvider
 from keystile.routing.router import Router
 from keystile.server import admin, catalog
-from keystile.server.http import Receive, Scope, Send, header_value, send_error
+from keystile.server.http import JSON_TYPE, Receive, Scope, Send, header_value, send_bytes, send_error
 from keystile.server.inference import Endpoint, InferenceHandler
 from keystile.store.database import CountingDatabase, DatabaseUnavailable
 from keystile.store.health import StoreHealth
@@ -43,6 +43,7 @@ from keystile.upstream.client import UpstreamClient
 log = logging.getLogger("keystile")
 
 MASTER_KEY_META = "master_key_hash"
+_ROOT_BODY = b'{"name":"keystile","status":"ok"}'
 REVISION_POLL_SECONDS = 0.5
 
 INFERENCE_ROUTES: dict[str, Endpoint] = {
@@ -245,6 +246,10 @@ class KeystileApp:
                 if method != "POST":
                     raise GatewayError(ErrorKind.METHOD_NOT_ALLOWED, f"{path} accepts POST, not {method}.")
                 await self.gateway.inference(scope, receive, send, endpoint)
+                return
+            if path == "/" and method in ("HEAD", "GET"):
+                # Claude Code sends HEAD / before its first request to see the gateway is there.
+                await send_bytes(send, 200, b"" if method == "HEAD" else _ROOT_BODY, [JSON_TYPE])
                 return
             route = self.admin_routes.get(path)
             if route is not None:

@@ -76,9 +76,20 @@ async def send_json(send: Send, status: int, payload: Any, headers: Iterable[tup
     await send_bytes(send, status, orjson.dumps(payload), [JSON_TYPE, *headers])
 
 
+# Statuses a client may retry (timeouts, conflicts, rate limits); every other 4xx keystile
+# itself answers will fail the same way again. Saying so stops SDKs and Claude Code from
+# retrying a wrong key for minutes (the Anthropic and OpenAI SDKs honour x-should-retry).
+_RETRYABLE_4XX = frozenset({408, 409, 429})
+_NO_RETRY = (b"x-should-retry", b"false")
+
+
 async def send_error(send: Send, fmt: ApiFormat, error: GatewayError, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """A gateway-originated error in ``fmt``'s shape; a 4xx that retrying cannot fix says ``x-should-retry: false``."""
     extra = [(name.encode(), value.encode()) for name, value in error.headers]
-    await send_bytes(send, error.status, error.render(fmt), [JSON_TYPE, *extra, *headers])
+    status = error.status
+    if 400 <= status < 500 and status not in _RETRYABLE_4XX:
+        extra.append(_NO_RETRY)
+    await send_bytes(send, status, error.render(fmt), [JSON_TYPE, *extra, *headers])
 
 
 def header_value(headers: Headers, name: bytes) -> bytes | None:

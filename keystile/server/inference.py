@@ -57,6 +57,7 @@ from keystile.server.http import (
 )
 from keystile.server.relay import Relay, make_relay
 from keystile.sse import SSEParser
+from keystile.translate.claude_code import without_billing_header
 from keystile.translate.count_tokens import estimate_input_tokens
 from keystile.translate.errors import error_kind_of, translate_error_body
 from keystile.translate.invalid_request import json_type_name
@@ -469,7 +470,10 @@ class _Call:
         if wire is request.fmt or request.operation is Operation.EMBEDDINGS:
             body = FORMATS[wire].forward(request, deployment.model)
         else:
-            body = FORMATS[wire].from_hub(self._hub(deployment), upstream_model=deployment.model, stream=request.stream)
+            hub = self._hub(deployment)
+            if wire is not ApiFormat.ANTHROPIC:
+                hub = without_billing_header(hub)
+            body = FORMATS[wire].from_hub(hub, upstream_model=deployment.model, stream=request.stream)
         return orjson.dumps(body)
 
     def _hub(self, deployment: Deployment) -> dict:

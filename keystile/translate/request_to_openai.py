@@ -25,8 +25,16 @@ Decisions, and why:
 - Anthropic server tools (``web_search_…``, ``bash_…``, ``code_execution_…``) and their
   result blocks have no Chat Completions form and are dropped (debug log).
 - ``thinking: {type: enabled, budget_tokens}`` → ``reasoning_effort`` (see
-  ``reasoning_effort``); an explicit ``output_config.effort`` wins over the budget.
-  ``output_config.format`` (JSON schema) → ``response_format``.
+  ``reasoning_effort``); an explicit ``output_config.effort`` wins over the budget. An effort
+  without explicitly enabled thinking (Claude Code sends ``thinking: {type: adaptive}`` and
+  ``output_config.effort`` with every request) becomes ``reasoning_effort`` only for
+  reasoning models (``o1``/``o3``/``o4``/``gpt-5`` names): OpenAI refuses the field on others.
+  ``output_config.format`` (JSON schema) → ``response_format``. ``context_management`` has no
+  equivalent and is dropped.
+- A ``role: "system"`` message inside ``messages`` (Claude Code's mid-conversation system
+  messages) stays a ``system`` message at its place in the conversation.
+- ``metadata.user_id`` → ``user``; one longer than OpenAI's 64 characters (Claude Code's is a
+  JSON document) is sent as a stable hash of itself.
 - ``top_k``, ``service_tier`` (the two tier vocabularies do not match) and any other
   field without a Chat Completions equivalent are dropped with a debug log.
 - ``stream: true`` adds ``stream_options.include_usage`` so the final usage chunk arrives.
@@ -36,6 +44,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from keystile.translate.invalid_request import (
@@ -55,6 +64,9 @@ from keystile.translate.tool_arguments import dump_arguments
 log = logging.getLogger("keystile.translate")
 
 _REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+# OpenAI's ``user`` / ``safety_identifier`` take at most 64 characters; Claude Code's user_id is a
+# JSON document of ~150, so a longer one is sent as a stable hash of itself.
+_MAX_USER = 64
 
 # Fields this module reads; anything else in the body is dropped with a debug log.
 _HANDLED = frozenset(
@@ -130,11 +142,11 @@ def messages_request_to_chat(body: dict, *, upstream_model: str, max_tokens_fiel
     if metadata is not None:
         user = optional_str(expect_dict(metadata, "metadata").get("user_id"), "metadata.user_id")
         if user:
-            out["user"] = user
+            out["user"] = user if len(user) <= _MAX_USER else "sha256:" + hashlib.sha256(user.encode()).hexdigest()[:48]
 
     tool_names = _convert_tools(body.get("tools"), out)
     _convert_tool_choice(body.get("tool_choice"), tool_names, out)
-    _convert_reasoning(body.get("thinking"), body.get("output_config"), out)
+    _convert_reasoning(body.get("thinking"), body.get("output_config"), out, reasoning_model=_is_reasoning_model(upstream_model))
 
     if log.isEnabledFor(logging.DEBUG):
         for key in body:
@@ -143,9 +155,12 @@ def messages_request_to_chat(body: dict, *, upstream_model: str, max_tokens_fiel
     return out
 
 
+def _is_reasoning_model(model: str) -> bool:
+    return model.rsplit("/", 1)[-1].lower().startswith(_REASONING_MODEL_PREFIXES)
+
+
 def _max_tokens_field(model: str) -> str:
-    name = model.rsplit("/", 1)[-1].lower()
-    return "max_completion_tokens" if name.startswith(_REASONING_MODEL_PREFIXES) else "max_tokens"
+    return "max_completion_tokens" if _is_reasoning_model(model) else "max_tokens"
 
 
 def _system_text(system: object) -> str:
@@ -169,8 +184,14 @@ def _convert_message(message: object, where: str, out: list[dict]) -> None:
         _convert_user(content, where, out)
     elif role == "assistant":
         out.append(_convert_assistant(content, where))
+    elif role == "system":
+        # A system message in the middle of the conversation (Claude Code's beta
+        # mid-conversation-system-2026-04-07): Chat Completions has the same thing.
+        text = _system_text(content) if content is not None else ""
+        if text:
+            out.append({"role": "system", "content": text})
     else:
-        raise invalid(f"{where}.role: expected 'user' or 'assistant', got {role!r}"[:200], f"{where}.role")
+        raise invalid(f"{where}.role: expected 'user', 'assistant' or 'system', got {role!r}"[:200], f"{where}.role")
 
 
 def _convert_user(content: object, where: str, out: list[dict]) -> None:
@@ -386,8 +407,9 @@ def _convert_tool_choice(choice: object, tool_names: set[str], out: dict) -> Non
         out["parallel_tool_calls"] = False
 
 
-def _convert_reasoning(thinking: object, output_config: object, out: dict) -> None:
+def _convert_reasoning(thinking: object, output_config: object, out: dict, *, reasoning_model: bool) -> None:
     effort = None
+    enabled = False
     if output_config is not None:
         output_config = expect_dict(output_config, "output_config")
         requested = optional_str(output_config.get("effort"), "output_config.effort")
@@ -404,9 +426,13 @@ def _convert_reasoning(thinking: object, output_config: object, out: dict) -> No
             out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
     if thinking is not None:
         thinking = expect_dict(thinking, "thinking")
-        if thinking.get("type") == "enabled" and effort is None:
+        enabled = thinking.get("type") == "enabled"
+        if enabled and effort is None:
             budget = optional_positive_int(thinking.get("budget_tokens"), "thinking.budget_tokens")
             if budget is not None:
                 effort = effort_for_budget(budget)
-    if effort is not None:
+    # Explicitly enabled thinking always asks for reasoning; an effort alone (Claude Code sends
+    # output_config.effort and adaptive thinking on every request) only for reasoning models —
+    # OpenAI refuses reasoning_effort on the others (gpt-4o, gpt-4.1) with a 400.
+    if effort is not None and (enabled or reasoning_model):
         out["reasoning_effort"] = effort

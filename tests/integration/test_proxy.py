@@ -273,3 +273,35 @@ def test_configured_headers_go_upstream_with_every_request(upstream, tmp_path, f
             sent = dict(upstream.requests()[-1]["headers"])
             assert (sent.get("x-org-route"), sent.get("x-tenant"), sent.get("x-api-key")) == ("blue", "t1", UPSTREAM_ANTHROPIC_KEY)
             assert key not in str(upstream.requests()[-1]["headers"])
+
+
+def test_head_root_answers_200_for_claude_code(gateway):
+    """Claude Code sends ``HEAD /`` before its first request."""
+    assert httpx.head(f"{gateway.url}/").status_code == 200
+    assert httpx.get(f"{gateway.url}/").json()["name"] == "keystile"
+
+
+@pytest.mark.parametrize(
+    "headers,status",
+    [
+        ({"x-api-key": "sk-ks-not-a-real-key-000000"}, 401),
+        ({}, 401),
+    ],
+)
+def test_gateway_refusals_say_not_to_retry(gateway, headers, status):
+    """A wrong key made Claude Code retry for minutes; x-should-retry: false stops it at once."""
+    response = httpx.post(
+        f"{gateway.url}/v1/messages", json=anthropic_body(), headers={"anthropic-version": "2023-06-01", **headers}
+    )
+    assert response.status_code == status
+    assert response.headers["x-should-retry"] == "false"
+
+
+def test_rate_limit_refusals_may_be_retried(gateway):
+    key = gateway.create_key(rpm_limit=1)
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    assert httpx.post(f"{gateway.url}/v1/messages", json=anthropic_body(), headers=headers).status_code == 200
+    refused = httpx.post(f"{gateway.url}/v1/messages", json=anthropic_body(), headers=headers)
+    assert refused.status_code == 429
+    assert "x-should-retry" not in refused.headers
+    assert int(refused.headers["retry-after"]) >= 1
