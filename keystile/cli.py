@@ -113,6 +113,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=server.workers if server.workers > 1 else None,
         loop="uvloop",
         http="httptools",
+        ws="none",  # keystile speaks HTTP only; an upgrade request (Codex's WebSocket try) is answered 426
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # keystile never reads the client address; skips a middleware per request

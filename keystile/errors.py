@@ -14,6 +14,7 @@ decides the HTTP status and how the body looks to each client:
     METHOD_NOT_ALLOWED        405  invalid_request_error    invalid_request_error   method_not_allowed
     REQUEST_TOO_LARGE         413  request_too_large        invalid_request_error   request_too_large
     UNSUPPORTED_MEDIA         415  invalid_request_error    invalid_request_error   unsupported_media_type
+    UPGRADE_REQUIRED          426  invalid_request_error    invalid_request_error   upgrade_required
     HEADERS_TOO_LARGE         431  invalid_request_error    invalid_request_error   headers_too_large
     RATE_LIMITED              429  rate_limit_error         rate_limit_error        rate_limit_exceeded
     INTERNAL                  500  api_error                server_error            internal_error
@@ -53,6 +54,7 @@ class ErrorKind(enum.Enum):
     METHOD_NOT_ALLOWED = (405, "invalid_request_error", "invalid_request_error", "method_not_allowed")
     REQUEST_TOO_LARGE = (413, "request_too_large", "invalid_request_error", "request_too_large")
     UNSUPPORTED_MEDIA = (415, "invalid_request_error", "invalid_request_error", "unsupported_media_type")
+    UPGRADE_REQUIRED = (426, "invalid_request_error", "invalid_request_error", "upgrade_required")
     HEADERS_TOO_LARGE = (431, "invalid_request_error", "invalid_request_error", "headers_too_large")
     RATE_LIMITED = (429, "rate_limit_error", "rate_limit_error", "rate_limit_exceeded")
     INTERNAL = (500, "api_error", "server_error", "internal_error")

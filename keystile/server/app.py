@@ -35,6 +35,7 @@ from keystile.routing.router import Router
 from keystile.server import admin, catalog
 from keystile.server.http import JSON_TYPE, Receive, Scope, Send, header_value, send_bytes, send_error
 from keystile.server.inference import Endpoint, InferenceHandler
+from keystile.server.routes import match_endpoint
 from keystile.store.database import CountingDatabase, DatabaseUnavailable
 from keystile.store.health import StoreHealth
 from keystile.store.repository import Store
@@ -46,14 +47,6 @@ MASTER_KEY_META = "master_key_hash"
 _ROOT_BODY = b'{"name":"keystile","status":"ok"}'
 REVISION_POLL_SECONDS = 0.5
 
-INFERENCE_ROUTES: dict[str, Endpoint] = {
-    "/v1/messages": Endpoint(ApiFormat.ANTHROPIC, Operation.GENERATE),
-    "/v1/messages/count_tokens": Endpoint(ApiFormat.ANTHROPIC, Operation.COUNT_TOKENS),
-    "/v1/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.GENERATE),
-    "/chat/completions": Endpoint(ApiFormat.OPENAI, Operation.GENERATE),
-    "/v1/embeddings": Endpoint(ApiFormat.OPENAI, Operation.EMBEDDINGS),
-    "/embeddings": Endpoint(ApiFormat.OPENAI, Operation.EMBEDDINGS),
-}
 
 
 async def ensure_master_key(store: Store, settings: Settings) -> tuple[str, str | None]:
@@ -240,10 +233,16 @@ class KeystileApp:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         method: str = scope["method"]
-        endpoint = INFERENCE_ROUTES.get(path)
+        endpoint = match_endpoint(path)
         try:
             if endpoint is not None:
                 if method != "POST":
+                    if endpoint.client is ApiFormat.RESPONSES and header_value(scope["headers"], b"upgrade"):
+                        # Codex first tries the Responses WebSocket mode; keystile serves HTTP + SSE,
+                        # and saying so at once makes Codex fall back without waiting.
+                        raise GatewayError(
+                            ErrorKind.UPGRADE_REQUIRED, "keystile serves the Responses API over HTTP (POST), not WebSocket."
+                        )
                     raise GatewayError(ErrorKind.METHOD_NOT_ALLOWED, f"{path} accepts POST, not {method}.")
                 await self.gateway.inference(scope, receive, send, endpoint)
                 return

@@ -305,3 +305,53 @@ def test_rate_limit_refusals_may_be_retried(gateway):
     assert refused.status_code == 429
     assert "x-should-retry" not in refused.headers
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_azure_openai_clients_call_the_gateway_by_deployment(gateway, key, upstream):
+    """openai.AzureOpenAI(azure_endpoint=<gateway>) names the model in the path and sends its key as api-key."""
+    client = openai.AzureOpenAI(azure_endpoint=gateway.url, api_key=key, api_version="2024-10-21", max_retries=0)
+    completion = client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "Hello"}])
+    assert completion.choices[0].message.content
+    sent = upstream.requests()[-1]
+    assert sent["path"] == "/v1/chat/completions"  # the gpt-test deployment is an OpenAI one
+    assert json.loads(sent["body"])["model"] == "gpt-4o-2024-08-06"
+    assert key not in json.dumps(sent)
+
+    streamed = "".join(
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="claude-test", stream=True, messages=[{"role": "user", "content": "Hello"}]
+        )
+        if chunk.choices
+    )
+    assert streamed
+    assert upstream.requests()[-1]["path"] == "/v1/messages"  # translated for the Anthropic deployment
+
+    embedding = client.embeddings.create(model="embed-test", input="hello")
+    assert len(embedding.data[0].embedding) > 0
+
+
+def test_azure_route_with_an_unknown_deployment_is_a_404_in_openai_shape(gateway, key):
+    response = httpx.post(
+        f"{gateway.url}/openai/deployments/nope/chat/completions?api-version=2024-10-21",
+        json={"messages": [{"role": "user", "content": "hi"}]},
+        headers={"api-key": key},
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "model_not_found"
+
+
+def test_codex_websocket_attempt_is_refused_at_once(gateway, key):
+    response = httpx.get(
+        f"{gateway.url}/v1/responses",
+        headers={
+            "authorization": f"Bearer {key}",
+            "connection": "Upgrade",
+            "upgrade": "websocket",
+            "sec-websocket-version": "13",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "openai-beta": "responses_websockets=2026-02-06",
+        },
+    )
+    assert response.status_code == 426
+    assert response.headers["x-should-retry"] == "false"
