@@ -18,6 +18,7 @@ _SECRET = re.compile(r"(sk-[A-Za-z0-9]{0,8}[-_]?)[A-Za-z0-9_\-]{8,}([A-Za-z0-9_\
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]{8,}")
 
 _listener: logging.handlers.QueueListener | None = None
+ACCESS_LOGGER = "keystile.access"
 
 
 def redact(text: str) -> str:
@@ -39,11 +40,17 @@ def setup_logging(level: str = "info", stream=None) -> None:  # type: ignore[no-
         return
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda record: record.name != ACCESS_LOGGER)
+    # Access lines are JSON lines already (keystile.accesslog): written as they are, without a prefix.
+    access = logging.StreamHandler(stream or sys.stderr)
+    access.setFormatter(RedactingFormatter("%(message)s"))
+    access.addFilter(lambda record: record.name == ACCESS_LOGGER)
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)  # on even when log_level is warning
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(logging.handlers.QueueHandler(records))
-    _listener = logging.handlers.QueueListener(records, handler, respect_handler_level=False)
+    _listener = logging.handlers.QueueListener(records, handler, access, respect_handler_level=False)
     _listener.start()
     atexit.register(stop_logging)
 

@@ -73,6 +73,8 @@ class ServerSettings:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     graceful_shutdown: float = 30.0
     """On SIGTERM, seconds requests in flight may take to finish before they are cut off."""
+    access_log: bool = True
+    """One JSON line per request on stderr (``keystile.accesslog``)."""
 
 
 @dataclass(frozen=True, slots=True)

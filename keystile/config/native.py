@@ -98,8 +98,9 @@ def read_server(f: Fields) -> ServerSettings:
         max_header_bytes=f.integer("max_header_bytes", defaults.max_header_bytes, minimum=1024)
         or defaults.max_header_bytes,
         graceful_shutdown=_num(f.duration("graceful_shutdown", defaults.graceful_shutdown), defaults.graceful_shutdown),
+        access_log=f.boolean("access_log", defaults.access_log),
     )
-    f.warn_unknown(("host", "port", "workers", "max_body_bytes", "max_header_bytes", "graceful_shutdown"))
+    f.warn_unknown(("host", "port", "workers", "max_body_bytes", "max_header_bytes", "graceful_shutdown", "access_log"))
     return server
 
 

@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from keystile.accesslog import AccessLog
 from keystile.accounting.spend import Accountant, SpendWriter
 from keystile.aio import stop_tasks
 from keystile.apiformat import ApiFormat
@@ -93,6 +94,7 @@ class Gateway:
         self.authenticator: Authenticator | None = None  # type: ignore[assignment]
         self.writer: SpendWriter | None = None
         self.accountant: Accountant | None = None  # type: ignore[assignment]
+        self.access_log = AccessLog(settings.server.access_log)
         self.inference = InferenceHandler(self)
         self.test_clock = os.environ.get("KEYSTILE_TEST_CLOCK") == "1"
         self.store_health = StoreHealth(self.metrics)
@@ -120,6 +122,7 @@ class Gateway:
             self.counters = self.shared.counters
         self.accountant = Accountant(self.authorizer, self.writer, self.metrics, self.clock.now, settings.spend.prices_file)
         self.writer.start()
+        self.access_log.start()
         self._revision = await self.store.auth_revision()
         self._tasks.append(asyncio.create_task(self._poll_revision(), name="keystile-revision-poll"))
         self._tasks.append(asyncio.create_task(self._fold_metrics(), name="keystile-metrics-fold"))
@@ -130,6 +133,7 @@ class Gateway:
         if not await self.inference.drained(timeout=5.0):
             log.warning("shutting down with %d request(s) still unaccounted", self.inference.in_flight)
         await stop_tasks(*self._tasks)
+        await self.access_log.stop()
         if self.writer is not None:
             await self.writer.close()
         self.metrics.fold()

@@ -159,14 +159,24 @@ class InferenceHandler:
         except GatewayError as error:
             if identity is None or endpoint.operation is Operation.COUNT_TOKENS:
                 await send_error(send, fmt, error)
+                gw.access_log.request(
+                    request_id=None,
+                    route=scope["path"],
+                    status=error.status,
+                    latency=perf_counter() - t0,
+                    key_alias=identity.alias if identity is not None else None,
+                    key_hash=identity.token_hash if identity is not None else None,
+                    model=request.model if request is not None else None,
+                    error=error.message,
+                )
             else:
-                await self._refuse(send, fmt, error, identity, request, started, t0)
+                await self._refuse(send, fmt, error, identity, request, started, t0, scope["path"])
             return
         except ClientDisconnected:
             return
 
         watch = DisconnectWatch(receive)
-        call = _Call(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch)
+        call = _Call(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch, scope["path"])
         self.in_flight += 1
         try:
             await call.run()
@@ -209,12 +219,25 @@ class InferenceHandler:
         request: ClientRequest | None,
         started: float,
         t0: float,
+        route: str,
     ) -> None:
         """Answer a refusal after authentication, and log it (cost 0) under the caller's key."""
         request_id = next_request_id()
         await send_error(send, fmt, error, [(b"x-keystile-request-id", request_id.encode())])
         model = request.model if request is not None else ""
         group = self.gw.router.group(model) if model else None
+        self.gw.access_log.request(
+            request_id=request_id,
+            route=route,
+            status=error.status,
+            latency=perf_counter() - t0,
+            key_alias=identity.alias,
+            key_hash=identity.token_hash,
+            model=model or None,
+            group=group.name if group is not None else None,
+            stream=request.stream if request is not None else False,
+            error=error.message,
+        )
         self.gw.accountant.refused(
             identity,
             request_id=request_id,
@@ -315,6 +338,7 @@ class _Call:
         started: float,
         t0: float,
         watch: DisconnectWatch,
+        route: str,
     ) -> None:
         self.h = handler
         self.gw = handler.gw
@@ -343,6 +367,10 @@ class _Call:
         self.finished = False
         self.request_id = next_request_id()
         """Names the request's spend-log row; sent to the client as ``x-keystile-request-id``."""
+        self.route = route
+        self.causes: list[str] = []
+        """Why each failed attempt failed (``deployment: cause``), for the log and a final 5xx."""
+        self.error: str | None = None
 
     # --- the route loop ---------------------------------------------------------------------
 
@@ -386,6 +414,7 @@ class _Call:
                 self.upstream_wait += perf_counter() - asked
                 failure = UpstreamFailure(error=_upstream_error(exc, deployment))
                 gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
+                self._attempt_failed(deployment, _describe_exception(exc))
                 await self._backoff(plan.failed())
                 continue
             self.response = response
@@ -399,6 +428,7 @@ class _Call:
                 self.upstream_wait += perf_counter() - asked
                 failure = UpstreamFailure(None, response.status, error_body, wire, response.headers)
                 gw.metrics.upstream_errors.labels(deployment.id, str(response.status)).inc()
+                self._attempt_failed(deployment, f"HTTP {response.status}")
                 if response.status in RETRYABLE_STATUS:
                     await self._backoff(plan.failed(retry_after=_retry_after(response)))
                     continue
@@ -415,9 +445,14 @@ class _Call:
                     await self._relay_body(response, wire, asked)
             except _RetryableBodyFailure as exc:
                 failure = exc.failure
+                self._attempt_failed(deployment, failure.error.message if failure.error else f"in-band error {failure.status}")
                 await self._backoff(plan.failed())
                 continue
             return
+
+    def _attempt_failed(self, deployment: Deployment, cause: str) -> None:
+        self.causes.append(f"{deployment.id}: {cause}")
+        log.warning("request %s: attempt %d on %s failed: %s", self.request_id, self.plan.attempts, deployment.id, cause)  # type: ignore[union-attr]
 
     async def _backoff(self, delay: float) -> None:
         if delay > 0:
@@ -632,9 +667,15 @@ class _Call:
         """Nothing worked: tell the client what the last attempt saw, in its format."""
         headers = [JSON_TYPE, *self._response_headers(None), self._overhead_header()]
         if failure.error is not None:
-            self.status = failure.error.status
+            error = failure.error
+            if len(self.causes) > 1:
+                error = GatewayError(
+                    error.kind, f"All {len(self.causes)} attempts failed: {'; '.join(self.causes)}.", status=error.status
+                )
+            self.status = error.status
+            self.error = error.message
             await self.finish()
-            await send_error(self.send, self.fmt, failure.error, headers[1:])
+            await send_error(self.send, self.fmt, error, headers[1:])
             return
         if failure.status:
             self.status = failure.status
@@ -651,6 +692,7 @@ class _Call:
     async def fail(self, error: GatewayError) -> None:
         """A refusal raised after admission (unsupported operation, unreadable upstream answer)."""
         self.status = error.status
+        self.error = error.message
         await self.finish()
         if self.response_started:
             if self.relay is not None:
@@ -721,13 +763,38 @@ class _Call:
         gw = self.gw
         elapsed = perf_counter() - self.t0
         gw.metrics.observe_overhead(max(elapsed - self.upstream_wait, 0.0))
-        if not self.accountable:
-            return
+        plan = self.plan
+        cost = 0.0
+        if self.accountable:
+            cost = await self._record(elapsed)
+        if relay is not None and relay.failed and self.error is None:
+            self.error = f"the stream ended with an in-band error ({relay.error_status or 502})"
+        usage = self.usage
+        gw.access_log.request(
+            request_id=self.request_id,
+            route=self.route,
+            status=self.status or 500,
+            latency=elapsed,
+            key_alias=self.identity.alias,
+            key_hash=self.identity.token_hash,
+            model=self.request.model,
+            group=plan.group_name if plan is not None else None,
+            deployment=self.deployment.id if self.deployment is not None else None,
+            attempts=plan.attempts if plan is not None else 0,
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.output_tokens,
+            cost=cost,
+            stream=self.request.stream,
+            error=self.error,
+        )
+
+    async def _record(self, elapsed: float) -> float:
+        gw = self.gw
         plan = self.plan
         request_content = None
         if gw.settings.spend.log_content:
             request_content = self.request.raw[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
-        await gw.accountant.record(
+        return await gw.accountant.record(
             self.identity,
             self.grant,
             self.deployment,
@@ -834,6 +901,15 @@ def _upstream_error(exc: UpstreamError, deployment: Deployment | None) -> Gatewa
     if isinstance(exc, UpstreamConnectError):
         return GatewayError(ErrorKind.UPSTREAM_ERROR, f"Could not connect to the upstream{where}.")
     return GatewayError(ErrorKind.UPSTREAM_ERROR, f"The upstream connection failed{where}: {type(exc).__name__}.")
+
+
+def _describe_exception(exc: UpstreamError) -> str:
+    """A short cause for the log: the exception's kind and, for timeouts, the phase."""
+    if isinstance(exc, UpstreamTimeout):
+        return f"timed out ({exc.phase})"
+    if isinstance(exc, UpstreamConnectError):
+        return f"connection failed ({exc})" if str(exc) else "connection failed"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _describe_stream_failure(exc: UpstreamError) -> str:
