@@ -82,7 +82,12 @@ _INSTEAD = {
     "litellm_key_header_name": "keystile reads keys from x-keystile-key, x-litellm-api-key, Authorization, api-key "
     "and x-api-key",
     "access_groups": "keystile has no model access groups; list the model names in a key's models",
+}
+# The same for a deployment's litellm_params.
+_PARAM_INSTEAD = {
+    "drop_params": _INSTEAD["drop_params"],
     "order": "deployments of a group share traffic by weight; there is no order of preference",
+    "max_budget": "keystile has no per-deployment budgets; give keys, users and teams budgets",
 }
 
 
@@ -151,7 +156,7 @@ def read_litellm(source: Source) -> Settings:
             if info.has(key) and not params.has(key):
                 params.data[key] = info.data[key]
         deployments.append(read_deployment(params, model_name=name, provider=serving, model=model, index=index))
-        warn_unimplemented(params, _PARAMS, "LiteLLM parameter")
+        warn_unimplemented(params, _PARAMS, "LiteLLM parameter", _PARAM_INSTEAD)
         for key in _MODEL_INFO_UNIMPLEMENTED:
             if info.has(key):
                 _warn(info, key, "LiteLLM setting")
@@ -245,13 +250,13 @@ def _apply_general_settings(general: Fields, keystile_section: Fields, gateway: 
         gateway["key_cache_ttl"] = ttl
 
 
-def warn_unimplemented(f: Fields, implemented: frozenset[str], what: str) -> None:
+def warn_unimplemented(f: Fields, implemented: frozenset[str], what: str, instead: dict[str, str] = _INSTEAD) -> None:
     """One warning per key of ``f`` that keystile does not implement, saying what it does instead."""
     for key in f.data:
         if key not in implemented:
-            _warn(f, key, what)
+            _warn(f, key, what, instead)
 
 
-def _warn(f: Fields, key: str, what: str) -> None:
-    instead = _INSTEAD.get(key)
-    f.source.warn(f.path + (key,), f"{what} keystile does not implement; ignored" + (f" ({instead})" if instead else ""))
+def _warn(f: Fields, key: str, what: str, instead: dict[str, str] = _INSTEAD) -> None:
+    hint = instead.get(key)
+    f.source.warn(f.path + (key,), f"{what} keystile does not implement; ignored" + (f" ({hint})" if hint else ""))
