@@ -366,6 +366,82 @@ def cmd_spend_report(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+# --- import: keys, users and teams from another gateway (keystile/importers) ---------------------
+
+
+def cmd_import_litellm(args: argparse.Namespace) -> int:
+    return asyncio.run(_import_litellm(args))
+
+
+async def _import_litellm(args: argparse.Namespace) -> int:
+    from keystile.importers.litellm import ImportFailed, apply_plan, count, plan_import, read_snapshot, summary
+
+    source = args.database_url or os.environ.get("DATABASE_URL")
+    if not source:
+        sys.stderr.write("keystile: give LiteLLM's database with --database-url postgresql://… (or set DATABASE_URL)\n")
+        return 2
+    settings = _settings(args.config)
+    try:
+        snapshot = await read_snapshot(source)
+    except ImportFailed as exc:
+        sys.stderr.write(f"keystile: {_safe_url(source)}: {exc}\n")
+        return 1
+    plan = plan_import(snapshot, time.time())
+    found = count({"team": len(snapshot.teams), "user": len(snapshot.users), "key": len(snapshot.keys)})
+    print(f"LiteLLM database {_safe_url(source)}: {found}")
+    print(f"into keystile's store {_safe_url(settings.database_url)}" + (" (dry run: nothing is written)" if args.dry_run else ""))
+    store = await (_dry_run_store(settings.database_url) if args.dry_run else _store(settings))
+    try:
+        outcome = await apply_plan(plan, store, dry_run=args.dry_run, update=args.update)
+    finally:
+        await store.close()
+    for line in outcome.lines:
+        print(f"  {line}")
+    if plan.unmapped:
+        print("not mapped (keystile has no equivalent; the rest of each record was imported):")
+        for line in plan.unmapped:
+            print(f"  {line}")
+    print(summary(plan, outcome, dry_run=args.dry_run))
+    return 0
+
+
+async def _dry_run_store(url: str):  # type: ignore[no-untyped-def]
+    """keystile's store as it is, read only; an empty one when it has no schema yet (nothing is created)."""
+    from keystile.store.database import sqlite_path
+    from keystile.store.repository import Store
+
+    if not (url.startswith("sqlite:") and not os.path.exists(sqlite_path(url))):
+        store = await Store.open(url, run_migrations=False)
+        await store.ping()  # unreachable: say so, as every store command does
+        try:
+            await store.count_keys()
+            return store
+        except Exception:  # no schema here yet (or an older one): compare against an empty store
+            await store.close()
+    print("  (keystile's store has no schema yet: everything would be new)")
+    return await Store.open("sqlite://:memory:")
+
+
+def _add_import_parser(sub: Any, config_help: str) -> None:
+    importer = sub.add_parser("import", help="bring keys, users and teams over from another gateway")
+    importer_sub = importer.add_subparsers(dest="source", required=True)
+    litellm = importer_sub.add_parser(
+        "litellm",
+        help="import a LiteLLM proxy's virtual keys, users and teams from its PostgreSQL database",
+        description="Reads LiteLLM_VerificationToken, LiteLLM_UserTable and LiteLLM_TeamTable (only reads) and creates "
+        "the same keys (by their SHA-256 hashes, so every LiteLLM key works unchanged), users and teams in keystile's "
+        "store, with aliases, models, budgets and periods, limits, expiry, blocked state and spend so far. Running it "
+        "again changes nothing already imported. Whatever cannot be mapped is listed, one line each.",
+    )
+    litellm.add_argument("--database-url", dest="database_url",
+                         help="LiteLLM's database, postgresql://user:pass@host/db (default: $DATABASE_URL, as LiteLLM reads it)")
+    litellm.add_argument("--dry-run", dest="dry_run", action="store_true", help="print what would be imported; write nothing")
+    litellm.add_argument("--update", action="store_true",
+                         help="for records already in keystile that differ, take LiteLLM's values (never its spend)")
+    litellm.add_argument("--config", help=config_help + "; its database_url is where the records go")
+    litellm.set_defaults(func=cmd_import_litellm)
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
@@ -435,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="only requests newer than this, e.g. 24h, 7d")
     report.add_argument("--config", help=config_help)
     report.set_defaults(func=cmd_spend_report)
+
+    _add_import_parser(sub, config_help)
     return parser
 
 

@@ -90,6 +90,21 @@ def bearer_value(header_value: str) -> str | None:
     return value or None
 
 
+# Headers a user adds by hand (ANTHROPIC_CUSTOM_HEADERS …). LiteLLM's own Claude Code docs write
+# ``x-litellm-api-key: Bearer sk-…`` and LiteLLM accepts it with or without the scheme.
+_CUSTOM_HEADERS = frozenset({"x-keystile-key", "x-litellm-api-key"})
+
+
+def custom_header_value(header_value: str) -> str | None:
+    """The key in a custom key header: the value itself, or what follows ``Bearer`` (any case)."""
+    value = header_value.strip()
+    if value[:7].lower() in ("bearer ", "bearer\t"):
+        value = value[7:].strip()
+    elif value.lower() == "bearer":
+        return None
+    return value or None
+
+
 def resolve_credentials(
     headers: Iterable[tuple[bytes, bytes]],
     query_key: str | None = None,
@@ -122,7 +137,12 @@ def credentials_from(found: Mapping[bytes, bytes], query_key: str | None = None)
             continue
         raw = raw_value.decode("latin-1")
         examined.append(name)
-        value = bearer_value(raw) if name == "authorization" else raw.strip()
+        if name == "authorization":
+            value = bearer_value(raw)
+        elif name in _CUSTOM_HEADERS:
+            value = custom_header_value(raw)
+        else:
+            value = raw.strip()
         if not value:
             continue
         kind = upstream_credential_kind(value)

@@ -12,6 +12,7 @@ from keystile.credentials import (
     Candidate,
     UpstreamCredentialKind,
     bearer_value,
+    custom_header_value,
     mask,
     resolve_credentials,
 )
@@ -69,6 +70,26 @@ RESOLVE = [
     ),
     ("unrelated headers ignored", {"content_type": "application/json", "x_api_key": KEY_A, "cookie": "a=b"}, [("x-api-key", KEY_A)], None, ("x-api-key",)),
     ("values trimmed", {"x_api_key": f"  {KEY_A}  "}, [("x-api-key", KEY_A)], None, ("x-api-key",)),
+    # LiteLLM's Claude Code docs: ANTHROPIC_CUSTOM_HEADERS="x-litellm-api-key: Bearer sk-…"
+    ("x-litellm-api-key with Bearer", {"x_litellm_api_key": f"Bearer {KEY_A}"}, [("x-litellm-api-key", KEY_A)], None, ("x-litellm-api-key",)),
+    ("x-litellm-api-key bare", {"x_litellm_api_key": KEY_A}, [("x-litellm-api-key", KEY_A)], None, ("x-litellm-api-key",)),
+    ("x-litellm-api-key lowercase bearer", {"x_litellm_api_key": f"bearer   {KEY_A} "}, [("x-litellm-api-key", KEY_A)], None, ("x-litellm-api-key",)),
+    ("x-keystile-key with Bearer", {"x_keystile_key": f"Bearer {KEY_A}"}, [("x-keystile-key", KEY_A)], None, ("x-keystile-key",)),
+    ("x-litellm-api-key empty Bearer", {"x_litellm_api_key": "Bearer "}, [], None, ("x-litellm-api-key",)),
+    (
+        "x-litellm-api-key Bearer OAuth kept aside",
+        {"x_litellm_api_key": f"Bearer {OAUTH}", "x_api_key": KEY_A},
+        [("x-api-key", KEY_A)],
+        UpstreamCredentialKind.ANTHROPIC_OAUTH,
+        ("x-litellm-api-key", "x-api-key"),
+    ),
+    (
+        "Claude Code with ANTHROPIC_CUSTOM_HEADERS and its own login",
+        {"authorization": f"Bearer {OAUTH}", "x_litellm_api_key": f"Bearer {KEY_A}"},
+        [("x-litellm-api-key", KEY_A)],
+        UpstreamCredentialKind.ANTHROPIC_OAUTH,
+        ("x-litellm-api-key", "authorization"),
+    ),
 ]
 
 
@@ -97,6 +118,15 @@ def test_gemini_query_key_ranks_after_every_header():
 )
 def test_bearer_value(value, expected):
     assert bearer_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [(f"Bearer {KEY_A}", KEY_A), (f"BEARER {KEY_A}", KEY_A), (f"Bearer\t{KEY_A}", KEY_A), (f"  {KEY_A} ", KEY_A),
+     ("Bearer", None), ("bearer  ", None), ("", None), (KEY_A, KEY_A)],
+)
+def test_custom_header_value(value, expected):
+    assert custom_header_value(value) == expected
 
 
 def test_mask_reveals_only_a_prefix_and_the_last_four():
@@ -151,6 +181,16 @@ AUTHENTICATE = [
     ("expired", f"Bearer {EXPIRED}", None, "401: expired at"),
     ("unknown", f"Bearer {UNKNOWN}", None, "401: is not a valid keystile key"),
 ]
+
+
+def test_x_litellm_api_key_with_bearer_authenticates_and_outranks_authorization():
+    for value in (f"Bearer {KEY_A}", KEY_A):
+        credentials = resolve_credentials(headers(x_litellm_api_key=value, authorization=f"Bearer {KEY_B}"))
+        assert asyncio.run(authenticator().authenticate(credentials)).alias == "a"
+    credentials = resolve_credentials(headers(x_litellm_api_key=f"Bearer {BLOCKED}"))
+    with pytest.raises(GatewayError) as raised:
+        asyncio.run(authenticator().authenticate(credentials))
+    assert "is blocked" in raised.value.message and "x-litellm-api-key" in raised.value.message
 
 
 @pytest.mark.parametrize("case,authorization,x_api_key,expected", AUTHENTICATE, ids=[row[0] for row in AUTHENTICATE])

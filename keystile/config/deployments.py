@@ -8,7 +8,7 @@ spellings (``stream_timeout``, ``extra_headers``, ``region_name``) are accepted 
 from __future__ import annotations
 
 from keystile.config.model import Deployment, PriceOverride
-from keystile.config.presets import OPENAI_COMPATIBLE
+from keystile.config.presets import OPENAI_COMPATIBLE, openai_base_url
 from keystile.config.source import Fields
 
 # Where each provider lives when the config does not say, and which variable holds its key.
@@ -38,6 +38,7 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
     an ``openai`` deployment with the preset's base URL and key variable.
     """
     source = f.source
+    named = provider
     preset = OPENAI_COMPATIBLE.get(provider)
     key_env = DEFAULT_KEY_ENV.get(provider)
     if preset is not None:
@@ -47,8 +48,11 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
         api_base = api_base.rstrip("/")
         if not api_base.startswith(("http://", "https://")):
             source.problem(f.path + ("api_base",), f"must start with http:// or https://, got {api_base!r}")
-        if provider == "anthropic" and api_base.endswith("/v1"):
-            api_base = api_base[:-3]  # keystile appends /v1/messages itself
+        if provider == "anthropic":
+            # keystile appends /v1/messages itself; LiteLLM also takes the whole endpoint URL
+            api_base = api_base.removesuffix("/v1/messages").removesuffix("/v1")
+        elif provider == "openai":
+            api_base = openai_base_url(named, api_base)
     elif provider == "azure":
         source.problem(f.path + ("api_base",), "is required for azure (https://<resource>.openai.azure.com)")
     elif preset is not None:

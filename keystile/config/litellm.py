@@ -1,24 +1,30 @@
 """A LiteLLM proxy ``config.yaml`` read as-is, so a LiteLLM user can switch by pointing at it.
 
-Understood: ``model_list[].model_name`` / ``litellm_params`` (``model: provider/model``,
-``api_base``, ``api_key``, ``api_version``, ``rpm``, ``tpm``, ``timeout``, ``stream_timeout``,
-``max_retries``, ``weight``, ``*_cost_per_token``…) / ``model_info.id`` and ``base_model``;
-``general_settings.master_key`` and ``database_url``; ``router_settings`` and
-``litellm_settings`` for retries, timeouts, fallbacks and cooldowns. A deployment on a
-provider keystile does not serve (bedrock, vertex_ai, …) is skipped with a warning.
-keystile-only settings sit under a top-level ``keystile:`` key, written as in the native
-format (``server``, ``spend``, ``redis_url``, ``key_cache_ttl``, ``store_outage_grace``,
-``log_level``, ``default_max_tokens``, and ``router`` refining ``router_settings``).
+Understood: ``model_list[].model_name`` / ``litellm_params`` (``model: provider/model`` or
+``custom_llm_provider``, ``api_base`` read as LiteLLM reads it for that provider, ``api_key``,
+``api_version``, ``rpm``, ``tpm``, ``timeout``, ``stream_timeout``, ``max_retries``, ``weight``,
+``*_cost_per_token``…) / ``model_info`` (``id``, ``base_model``, prices); ``environment_variables``;
+the ``general_settings``, ``litellm_settings`` and ``router_settings`` keystile implements
+(``IMPLEMENTED``). The config never changes meaning silently: a provider prefix LiteLLM does not
+know (a typo) is an error; one keystile does not serve yet skips that deployment with a warning;
+every other LiteLLM setting keystile does not implement gets one warning line naming it.
+keystile-only settings sit under a top-level ``keystile:`` key, written as in the native format
+(``server``, ``spend``, ``redis_url``, ``key_cache_ttl``, ``store_outage_grace``, ``log_level``,
+``default_max_tokens``, and ``router`` refining ``router_settings``); they win over the LiteLLM
+settings that say the same thing.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections import ChainMap
 from dataclasses import replace
+from typing import Any
 
 from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
 from keystile.config.model import DEFAULT_DATABASE_URL, RouterSettings, Settings
 from keystile.config.native import KEYSTILE_SECTION, read_fallbacks, read_gateway_settings, read_router
-from keystile.config.presets import OPENAI_COMPATIBLE
+from keystile.config.presets import LITELLM_PROVIDERS, OPENAI_COMPATIBLE
 from keystile.config.source import Fields, Source
 
 _DIRECT_PROVIDERS = {"anthropic": "anthropic", "openai": "openai", "azure": "azure", "text-completion-openai": "openai"}
@@ -28,9 +34,61 @@ _STRATEGIES = {
     "latency-based-routing": "latency",
     "usage-based-routing": "capacity",
     "usage-based-routing-v2": "capacity",
-    "cost-based-routing": "weighted",
 }
-_IGNORED_LITELLM_PARAMS = frozenset({"drop_params", "order", "use_in_pass_through", "merge_reasoning_content_in_choices"})
+
+# The LiteLLM settings keystile honours, by section; any other key found there is warned about.
+IMPLEMENTED: dict[str, frozenset[str]] = {
+    "": frozenset({"model_list", "general_settings", "litellm_settings", "router_settings", "environment_variables", "keystile"}),
+    "general_settings": frozenset(
+        {"master_key", "database_url", "max_request_size_mb", "store_prompts_in_spend_logs",
+         "maximum_spend_logs_retention_period", "user_api_key_cache_ttl"}
+    ),
+    "litellm_settings": frozenset({"num_retries", "request_timeout", "fallbacks", "context_window_fallbacks"}),
+    "router_settings": frozenset(
+        {"routing_strategy", "num_retries", "timeout", "stream_timeout", "retry_after", "allowed_fails", "cooldown_time",
+         "fallbacks", "context_window_fallbacks", "redis_url", "redis_host", "redis_port", "redis_password", "redis_db"}
+    ),
+}
+_PARAMS = DEPLOYMENT_FIELDS | {"model", "custom_llm_provider"}
+# model_info is mostly description (mode, max_tokens, supports_*); these keys change behaviour.
+_MODEL_INFO_READ = ("id", "base_model", "input_cost_per_token", "output_cost_per_token",
+                    "cache_creation_input_token_cost", "cache_read_input_token_cost")
+_MODEL_INFO_UNIMPLEMENTED = ("access_groups", "team_id", "team_public_model_name")
+
+# What keystile does instead, for the settings LiteLLM users write most.
+_INSTEAD = {
+    "success_callback": "keystile has no logging callbacks; it exports Prometheus /metrics and keeps a spend log",
+    "failure_callback": "keystile has no logging callbacks; it exports Prometheus /metrics and keeps a spend log",
+    "callbacks": "keystile has no logging callbacks; it exports Prometheus /metrics and keeps a spend log",
+    "service_callbacks": "keystile has no logging callbacks; see /metrics and /health",
+    "alerting": "keystile sends no alerts; watch /metrics",
+    "store_model_in_db": "keystile serves the models in this file only",
+    "enable_pre_call_checks": "the context window is not checked before the call; the upstream's error comes back "
+    "and context_window_fallbacks apply",
+    "drop_params": "keystile forwards the parameters the client sent; an upstream that rejects one answers with its error",
+    "modify_params": "keystile forwards the request as the client sent it",
+    "set_verbose": "use keystile.log_level",
+    "json_logs": "use keystile.log_level",
+    "cache": "keystile does not cache responses",
+    "cache_params": "keystile does not cache responses",
+    "guardrails": "keystile runs no guardrails",
+    "model_group_alias": "keystile has no model aliases: a client asking for the alias gets 404; "
+    "name a model group after it instead",
+    "default_fallbacks": "list fallbacks per model under router_settings.fallbacks",
+    "allow_requests_on_db_unavailable": "keystile serves keys it has cached through a database outage for "
+    "keystile.store_outage_grace (default 300s)",
+    "max_budget": "keystile has no proxy-wide budget; give keys, users and teams budgets",
+    "include": "keystile reads one file; copy the included model_list into it",
+    "litellm_key_header_name": "keystile reads keys from x-keystile-key, x-litellm-api-key, Authorization, api-key "
+    "and x-api-key",
+    "access_groups": "keystile has no model access groups; list the model names in a key's models",
+}
+# The same for a deployment's litellm_params.
+_PARAM_INSTEAD = {
+    "drop_params": _INSTEAD["drop_params"],
+    "order": "deployments of a group share traffic by weight; there is no order of preference",
+    "max_budget": "keystile has no per-deployment budgets; give keys, users and teams budgets",
+}
 
 
 def split_model(model: str) -> tuple[str | None, str]:
@@ -45,8 +103,20 @@ def split_model(model: str) -> tuple[str | None, str]:
     return None, model
 
 
+def served_provider(provider: str) -> str | None:
+    """The keystile provider (or OpenAI-compatible preset) serving LiteLLM's ``provider``, if any."""
+    if provider in _DIRECT_PROVIDERS:
+        return _DIRECT_PROVIDERS[provider]
+    return provider if provider in OPENAI_COMPATIBLE else None
+
+
 def read_litellm(source: Source) -> Settings:
     top = Fields(source, source.data, ())
+    # LiteLLM puts these into its environment unless already set there: the real environment wins.
+    variables = top.sub("environment_variables")
+    if variables.data:
+        defaults = {str(k): str(v) for k, v in variables.data.items() if v is not None and not isinstance(v, (dict, list))}
+        source.env = ChainMap(dict(source.env), defaults)
     general = top.sub("general_settings")
     litellm_settings = top.sub("litellm_settings")
     router_settings = top.sub("router_settings")
@@ -66,30 +136,36 @@ def read_litellm(source: Source) -> Settings:
         upstream = params.string("model", required=True)
         if not name or not upstream:
             continue
-        provider, model = split_model(upstream)
+        provider, model = _provider_and_model(params, upstream)
         if model == "*":
             model = ""  # "anthropic/*": the requested name goes upstream as-is
         if provider is None:
             source.problem(params.path + ("model",), f"cannot tell the provider of {upstream!r}; write it as provider/model (anthropic/…, openai/…, azure/…)")
             continue
-        if provider not in _DIRECT_PROVIDERS and provider not in OPENAI_COMPATIBLE:
-            source.warn(params.path + ("model",), f"provider {provider!r} is not supported by keystile; {name!r} deployment skipped")
+        serving = served_provider(provider)
+        if serving is None:
+            where = params.path + (("custom_llm_provider",) if params.has("custom_llm_provider") else ("model",))
+            if provider in LITELLM_PROVIDERS:
+                source.warn(where, f"provider {provider!r} is not served by keystile yet; the {name!r} deployment is skipped")
+            else:
+                source.problem(where, _unknown_provider(provider))
             continue
-        provider = _DIRECT_PROVIDERS.get(provider, provider)
         index = counts.get(name, 0)
         counts[name] = index + 1
-        if info.has("id") and not params.has("id"):
-            params.data["id"] = info.data["id"]
-        if info.has("base_model") and not params.has("base_model"):
-            params.data["base_model"] = info.data["base_model"]
-        deployments.append(read_deployment(params, model_name=name, provider=provider, model=model, index=index))
-        params.warn_unknown(DEPLOYMENT_FIELDS | {"model"} | _IGNORED_LITELLM_PARAMS)
+        for key in _MODEL_INFO_READ:
+            if info.has(key) and not params.has(key):
+                params.data[key] = info.data[key]
+        deployments.append(read_deployment(params, model_name=name, provider=serving, model=model, index=index))
+        warn_unimplemented(params, _PARAMS, "LiteLLM parameter", _PARAM_INSTEAD)
+        for key in _MODEL_INFO_UNIMPLEMENTED:
+            if info.has(key):
+                _warn(info, key, "LiteLLM setting")
 
     names = {d.model_name for d in deployments}
     d = RouterSettings()
     strategy_name = router_settings.string("routing_strategy", "simple-shuffle") or "simple-shuffle"
     if strategy_name not in _STRATEGIES:
-        source.warn(router_settings.path + ("routing_strategy",), f"unknown routing strategy {strategy_name!r}; using weighted random")
+        source.warn(router_settings.path + ("routing_strategy",), f"keystile has no {strategy_name!r} routing; using weighted random")
     retries = router_settings.integer("num_retries")
     if retries is None:
         retries = litellm_settings.integer("num_retries", d.num_retries)
@@ -102,6 +178,7 @@ def read_litellm(source: Source) -> Settings:
         strategy=_STRATEGIES.get(strategy_name, "weighted"),
         num_retries=retries if retries is not None else d.num_retries,
         timeout=timeout,
+        stream_idle_timeout=router_settings.duration("stream_timeout") or d.stream_idle_timeout,
         retry_after_cap=router_settings.duration("retry_after", d.retry_after_cap) or d.retry_after_cap,
         cooldown_failures=router_settings.integer("allowed_fails", d.cooldown_failures, minimum=1) or d.cooldown_failures,
         cooldown_seconds=router_settings.duration("cooldown_time", d.cooldown_seconds) or d.cooldown_seconds,
@@ -114,8 +191,9 @@ def read_litellm(source: Source) -> Settings:
         host = router_settings.string("redis_host")
         port = router_settings.integer("redis_port", 6379)
         password = router_settings.string("redis_password")
+        db = router_settings.integer("redis_db", 0)
         auth = f":{password}@" if password else ""
-        redis_url = f"redis://{auth}{host}:{port}/0"
+        redis_url = f"redis://{auth}{host}:{port}/{db}"
 
     # keystile's own router settings (per-group strategies, caps, stream idle timeout, …) refine
     # what router_settings said; only the ones written there count.
@@ -127,7 +205,10 @@ def read_litellm(source: Source) -> Settings:
 
     gateway = read_gateway_settings(keystile_section)
     gateway["redis_url"] = redis_url or gateway["redis_url"]
+    _apply_general_settings(general, keystile_section, gateway)
     keystile_section.warn_unknown(KEYSTILE_SECTION)
+    for section, implemented in IMPLEMENTED.items():
+        warn_unimplemented(top if not section else top.sub(section), implemented, "LiteLLM setting")
     return Settings(
         deployments=tuple(deployments),
         master_key=general.string("master_key"),
@@ -136,3 +217,46 @@ def read_litellm(source: Source) -> Settings:
         source_format="litellm",
         **gateway,
     )
+
+
+def _provider_and_model(params: Fields, upstream: str) -> tuple[str | None, str]:
+    """LiteLLM's ``custom_llm_provider`` names the provider of a ``model`` that does not start with it."""
+    explicit = params.string("custom_llm_provider")
+    if explicit:
+        return explicit, upstream.removeprefix(explicit + "/")
+    return split_model(upstream)
+
+
+def _unknown_provider(provider: str) -> str:
+    close = difflib.get_close_matches(provider, sorted(LITELLM_PROVIDERS), n=1, cutoff=0.75)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    return f"unknown provider {provider!r}{hint} (LiteLLM does not know it either)"
+
+
+def _apply_general_settings(general: Fields, keystile_section: Fields, gateway: dict[str, Any]) -> None:
+    """The ``general_settings`` that map onto keystile settings, unless ``keystile:`` says otherwise."""
+    server = keystile_section.sub("server")
+    spend = keystile_section.sub("spend")
+    size_mb = general.number("max_request_size_mb")
+    if size_mb and not server.has("max_body_bytes"):
+        gateway["server"] = replace(gateway["server"], max_body_bytes=max(1024, int(size_mb * 1024 * 1024)))
+    if general.has("store_prompts_in_spend_logs") and not spend.has("log_content"):
+        gateway["spend"] = replace(gateway["spend"], log_content=general.boolean("store_prompts_in_spend_logs"))
+    retention = general.duration("maximum_spend_logs_retention_period")
+    if retention is not None and not spend.has("log_retention"):
+        gateway["spend"] = replace(gateway["spend"], log_retention=retention)
+    ttl = general.duration("user_api_key_cache_ttl")
+    if ttl and not keystile_section.has("key_cache_ttl"):
+        gateway["key_cache_ttl"] = ttl
+
+
+def warn_unimplemented(f: Fields, implemented: frozenset[str], what: str, instead: dict[str, str] = _INSTEAD) -> None:
+    """One warning per key of ``f`` that keystile does not implement, saying what it does instead."""
+    for key in f.data:
+        if key not in implemented:
+            _warn(f, key, what, instead)
+
+
+def _warn(f: Fields, key: str, what: str, instead: dict[str, str] = _INSTEAD) -> None:
+    hint = instead.get(key)
+    f.source.warn(f.path + (key,), f"{what} keystile does not implement; ignored" + (f" ({hint})" if hint else ""))
