@@ -37,7 +37,9 @@ Actions: ``status`` (status, body, headers), ``hang``, ``delay`` (seconds), ``cl
 many events, then the format's in-band error event and a clean end; a request that does not
 stream gets the status instead).
 A request header ``x-mock-cache: read|write|none`` picks how ``cache_control`` prompt
-prefixes are reported in usage (default ``read``).
+prefixes are reported in usage (default ``read``); ``x-mock-tools: none`` answers with text
+even when tools are offered (an agent CLI under test then prints an answer instead of looping
+through placeholder tool calls).
 """
 
 from __future__ import annotations
@@ -324,7 +326,13 @@ def _models_answer(request: Request) -> Answer:
 
 
 def _generate(
-    kind: str, fmt: ApiFormat, body: object, cache_mode: str, azure_model: str | None, request_id: str
+    kind: str,
+    fmt: ApiFormat,
+    body: object,
+    cache_mode: str,
+    azure_model: str | None,
+    request_id: str,
+    auto_tools: bool = True,
 ) -> Answer:
     """Validate the body lightly, as the real APIs do, and produce the deterministic reply."""
     if not isinstance(body, dict):
@@ -347,16 +355,16 @@ def _generate(
         if not isinstance(body["messages"], list) or not body["messages"]:
             return _error(fmt, ErrorKind.INVALID_REQUEST, "messages: at least one message is required", request_id)
         if body.get("stream"):
-            return Answer(200, events=mock_replies.anthropic_stream(body, cache_mode=cache_mode), content_type=_SSE)
-        return Answer(200, orjson.dumps(mock_replies.anthropic_message(body, cache_mode=cache_mode)))
+            return Answer(200, events=mock_replies.anthropic_stream(body, cache_mode=cache_mode, auto_tools=auto_tools), content_type=_SSE)
+        return Answer(200, orjson.dumps(mock_replies.anthropic_message(body, cache_mode=cache_mode, auto_tools=auto_tools)))
     if kind == COUNT_TOKENS:
         return Answer(200, orjson.dumps(mock_replies.anthropic_count_tokens(body)))
     if kind == CHAT:
         if not isinstance(body["messages"], list) or not body["messages"]:
             return _error(fmt, ErrorKind.INVALID_REQUEST, "'messages' must contain at least one message.", request_id)
         if body.get("stream"):
-            return Answer(200, events=mock_replies.openai_stream(body, cache_mode=cache_mode), content_type=_SSE)
-        return Answer(200, orjson.dumps(mock_replies.openai_completion(body, cache_mode=cache_mode)))
+            return Answer(200, events=mock_replies.openai_stream(body, cache_mode=cache_mode, auto_tools=auto_tools), content_type=_SSE)
+        return Answer(200, orjson.dumps(mock_replies.openai_completion(body, cache_mode=cache_mode, auto_tools=auto_tools)))
     return Answer(200, orjson.dumps(mock_replies.openai_embeddings(body)))
 
 
@@ -531,11 +539,12 @@ class MockUpstream:
         cache_mode = (request.header(b"x-mock-cache") or b"read").decode("latin-1")
         if cache_mode not in ("read", "write", "none"):
             cache_mode = "read"
+        auto_tools = request.header(b"x-mock-tools") != b"none"
         # Replies are a pure function of the body, so repeated bodies (the benchmark) are served from memory.
-        key = (kind, azure_model, cache_mode, request.body)
+        key = (kind, azure_model, cache_mode, auto_tools, request.body)
         answer = self._cache.get(key)
         if answer is None:
-            answer = _generate(kind, fmt, request.json(), cache_mode, azure_model, request_id)
+            answer = _generate(kind, fmt, request.json(), cache_mode, azure_model, request_id, auto_tools)
             if answer.status != 200:
                 return answer
             if len(request.body) <= _CACHEABLE_BODY:
