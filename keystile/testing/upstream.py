@@ -14,6 +14,9 @@ Routes (anything else is a 404 in the caller's format):
     POST /v1/embeddings, /embeddings                           OpenAI embeddings
     POST /openai/deployments/{d}/chat/completions?api-version= Azure OpenAI (needs api-key)
     POST /openai/deployments/{d}/embeddings?api-version=       Azure OpenAI embeddings
+    POST /v1/responses, /responses           OpenAI Responses (JSON or SSE; stateless: a previous_response_id is a 404)
+    POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse, :countTokens
+                                             Gemini (needs x-goog-api-key or Bearer)
     GET  /v1/models, /models                 Anthropic shape if anthropic-version is sent
 
 Control API (never recorded):
@@ -64,7 +67,7 @@ import orjson
 
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, error_body, kind_for_status
-from keystile.providers import mock_replies
+from keystile.providers import mock_replies, mock_replies_gemini, mock_replies_responses
 
 try:  # uvloop is a dependency, but the server works on plain asyncio too
     import uvloop
@@ -81,6 +84,9 @@ _CACHEABLE_BODY = 64 * 1024
 
 # Route kinds: what the body means, independent of the URL it came in on.
 MESSAGES, COUNT_TOKENS, CHAT, EMBEDDINGS, MODELS = "messages", "count_tokens", "chat", "embeddings", "models"
+RESPONSES = "responses"
+GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT = "generateContent", "streamGenerateContent", "countTokens"
+_GEMINI_PATH = re.compile(rb"^/(?:v1|v1beta)/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 _ROUTES: dict[bytes, tuple[str, ApiFormat, bytes]] = {
     b"/v1/messages": (MESSAGES, _ANTHROPIC, b"POST"),
     b"/v1/messages/count_tokens": (COUNT_TOKENS, _ANTHROPIC, b"POST"),
@@ -88,6 +94,8 @@ _ROUTES: dict[bytes, tuple[str, ApiFormat, bytes]] = {
     b"/chat/completions": (CHAT, _OPENAI, b"POST"),
     b"/v1/embeddings": (EMBEDDINGS, _OPENAI, b"POST"),
     b"/embeddings": (EMBEDDINGS, _OPENAI, b"POST"),
+    b"/v1/responses": (RESPONSES, _OPENAI, b"POST"),
+    b"/responses": (RESPONSES, _OPENAI, b"POST"),
     b"/v1/models": (MODELS, _OPENAI, b"GET"),
     b"/models": (MODELS, _OPENAI, b"GET"),
 }
@@ -201,7 +209,7 @@ class FaultRule:
             body = body if isinstance(body, dict) else {}
             if self.model is not None and body.get("model") != self.model:
                 return False
-            if self.stream is not None and bool(body.get("stream")) != self.stream:
+            if self.stream is not None and _asks_to_stream(request) != self.stream:
                 return False
         return True
 
@@ -337,8 +345,19 @@ def _generate(
     """Validate the body lightly, as the real APIs do, and produce the deterministic reply."""
     if not isinstance(body, dict):
         return _error(fmt, ErrorKind.INVALID_REQUEST, "The request body is not valid JSON.", request_id)
+    if kind in (GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT):
+        return _generate_gemini(kind, body, azure_model or "gemini", cache_mode, request_id, auto_tools)
     if azure_model is not None and "model" not in body:
         body = {**body, "model": azure_model}
+    if kind == RESPONSES:
+        if "model" not in body:
+            return _error(fmt, ErrorKind.INVALID_REQUEST, "Missing required parameter: 'model'.", request_id)
+        if body.get("previous_response_id"):
+            return _error(fmt, ErrorKind.NOT_FOUND, f"Previous response with id '{body['previous_response_id']}' not found.", request_id)
+        if body.get("stream"):
+            events = mock_replies_responses.responses_stream(body, cache_mode=cache_mode, auto_tools=auto_tools)
+            return Answer(200, events=events, content_type=_SSE)
+        return Answer(200, orjson.dumps(mock_replies_responses.responses_response(body, cache_mode=cache_mode, auto_tools=auto_tools)))
     if fmt is _ANTHROPIC:
         required = ("model", "messages", "max_tokens") if kind == MESSAGES else ("model", "messages")
     elif kind == CHAT:
@@ -366,6 +385,18 @@ def _generate(
             return Answer(200, events=mock_replies.openai_stream(body, cache_mode=cache_mode, auto_tools=auto_tools), content_type=_SSE)
         return Answer(200, orjson.dumps(mock_replies.openai_completion(body, cache_mode=cache_mode, auto_tools=auto_tools)))
     return Answer(200, orjson.dumps(mock_replies.openai_embeddings(body)))
+
+
+def _generate_gemini(kind: str, body: dict, model: str, cache_mode: str, request_id: str, auto_tools: bool) -> Answer:
+    if kind == GEMINI_COUNT:
+        return Answer(200, orjson.dumps(mock_replies_gemini.gemini_count_tokens(body, model)))
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return _error(ApiFormat.GEMINI, ErrorKind.INVALID_REQUEST, "* GenerateContentRequest.contents: contents is not specified", request_id)
+    if kind == GEMINI_STREAM:
+        events = mock_replies_gemini.gemini_stream(body, model, cache_mode=cache_mode, auto_tools=auto_tools)
+        return Answer(200, events=events, content_type=_SSE)
+    return Answer(200, orjson.dumps(mock_replies_gemini.gemini_response(body, model, cache_mode=cache_mode, auto_tools=auto_tools)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -487,12 +518,16 @@ class MockUpstream:
             self._records.append(request.record(fault.kind if fault else None))
 
         route = _ROUTES.get(request.path)
-        azure_model = None
+        azure_model = None  # the model named by the path (Azure's deployment, Gemini's model)
         if route is None:
             azure = _AZURE_PATH.match(request.path)
+            gemini = _GEMINI_PATH.match(request.path) if azure is None else None
             if azure is not None:
                 route = (CHAT if azure.group(2) == b"chat/completions" else EMBEDDINGS, _OPENAI, b"POST")
                 azure_model = azure.group(1).decode("latin-1")
+            elif gemini is not None:
+                route = (gemini.group(2).decode(), ApiFormat.GEMINI, b"POST")
+                azure_model = gemini.group(1).decode("latin-1")
         fmt = route[1] if route and route[0] != MODELS else self._guess_format(request)
         id_header = b"request-id" if fmt is _ANTHROPIC else b"x-request-id"
 
@@ -524,7 +559,10 @@ class MockUpstream:
         if fmt is _ANTHROPIC:
             if request.header(b"x-api-key") is None and request.header(b"authorization") is None:
                 return _error(fmt, ErrorKind.AUTHENTICATION, "x-api-key header is required", request_id)
-        if azure_model is not None:
+        if fmt is ApiFormat.GEMINI:
+            if request.header(b"x-goog-api-key") is None and request.header(b"authorization") is None:
+                return _error(fmt, ErrorKind.AUTHENTICATION, "Method doesn't allow unregistered callers. Please use API Key.", request_id)
+        elif azure_model is not None:
             if not request.query_param("api-version"):
                 return _error(fmt, ErrorKind.INVALID_REQUEST, "Missing required query parameter: api-version", request_id)
             if request.header(b"api-key") is None:
@@ -817,7 +855,7 @@ class _Connection(asyncio.Protocol):
             name = b"event: content_block_delta\n" if events[0].startswith(b"event:") else b""
             write(_chunk(name + b'data: {"type": "content_block_delta", "index": 0, "delta": {\n\n'))
         if kind == "error_after_events":
-            write(_chunk(_error_event(action.get("status", 529), anthropic=events[0].startswith(b"event:"))))
+            write(_chunk(_error_event(action.get("status", 529), events[0])))
         write(b"0\r\n\r\n")
         self._finish(keep_alive)
 
@@ -873,16 +911,25 @@ def _head(answer: Answer, length: int | None, keep_alive: bool) -> bytes:
 
 
 def _asks_to_stream(request: Request) -> bool:
+    if request.path.endswith(b":streamGenerateContent"):
+        return True
     body = request.json()
     return isinstance(body, dict) and bool(body.get("stream"))
 
 
-def _error_event(status: int, *, anthropic: bool) -> bytes:
-    """The in-band error event a provider sends when a stream fails after its 200 (e.g. overloaded)."""
+def _error_event(status: int, first_event: bytes) -> bytes:
+    """The in-band error event a provider sends when a stream fails after its 200 (e.g. overloaded),
+    in the format of the stream it breaks (told by that stream's first event)."""
     message = _DEFAULT_MESSAGES.get(status) or _reason(status).decode()
-    if anthropic:
-        return b"event: error\ndata: " + orjson.dumps(error_body(_ANTHROPIC, kind_for_status(status), message)) + b"\n\n"
-    return b"data: " + orjson.dumps(error_body(_OPENAI, kind_for_status(status), message)) + b"\n\n"
+    kind = kind_for_status(status)
+    if first_event.startswith(b"event: response."):  # OpenAI Responses: an error event
+        payload = {"type": "error", "code": kind.openai_code, "message": message, "param": None}
+        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+    if first_event.startswith(b"event:"):
+        return b"event: error\ndata: " + orjson.dumps(error_body(_ANTHROPIC, kind, message)) + b"\n\n"
+    if b'"candidates"' in first_event:  # Gemini
+        return b"data: " + orjson.dumps(error_body(ApiFormat.GEMINI, kind, message, status=status)) + b"\r\n\r\n"
+    return b"data: " + orjson.dumps(error_body(_OPENAI, kind, message)) + b"\n\n"
 
 
 def _chunk(data: bytes) -> bytes:
