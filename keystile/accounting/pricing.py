@@ -172,6 +172,12 @@ def _apply_override(base: Price | None, override: PriceOverride) -> Price:
     )
 
 
+def canonical_model_name(model: str) -> str:
+    """``model`` normalised as ``price_for`` normalises it (the same model under any spelling):
+    ``anthropic/Claude-Sonnet-4.5-20250929`` → ``claude-sonnet-4-5``."""
+    return _candidates(model)[-1] if model else model
+
+
 _BEDROCK_PREFIX = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.")
 _BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
 _VERTEX_VERSION = re.compile(r"@[\w.-]*$")

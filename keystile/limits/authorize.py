@@ -2,9 +2,17 @@
 
 Everything is answered from memory (the identity's cached records, the ``Ledger``, the
 ``Counters``); a refusal is a ``GatewayError`` whose message names the limit that was hit.
-A ``Grant`` carries what must be handed back or charged when the request ends.
+A ``Grant`` carries what must be handed back or charged when the request ends: its
+parallel slots, and the ``Reservation`` (worst-case cost and tokens) held in its budgets and
+tokens-per-minute windows until ``charge`` replaces it with what the request really used.
 Budget periods and rate-limit windows both run on the ``now`` the caller passes (the
 gateway's injectable clock), so a test can move either forward without sleeping.
+
+Per-model limits (a key's ``model_rpm_limit`` / ``model_tpm_limit``) apply to the model
+group that serves the request: an entry counts every request its group serves when it
+names the group (``claude-*`` included), and every request for that model when it names a
+model — compared as the price table compares names, so a dated snapshot, ``-latest``, a
+provider prefix or other capitals do not escape a limit on ``claude-sonnet-4-5``.
 """
 
 from __future__ import annotations
@@ -13,16 +21,18 @@ import math
 import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
+from keystile.accounting.pricing import canonical_model_name
 from keystile.apiformat import ApiFormat
 from keystile.auth import Identity
 from keystile.errors import ErrorKind, GatewayError
-from keystile.limits.budgets import Entity, Ledger
+from keystile.limits.budgets import BudgetState, BudgetVerdict, Entity, Ledger
 from keystile.limits.ratelimit import Counters, LocalCounters, Quota, RateCheck
+from keystile.limits.reservation import Reservation
 
 if TYPE_CHECKING:
-    from keystile.limits.redis_budgets import RedisBudgets, Reservation, SharedRefusal
+    from keystile.limits.redis_budgets import RedisBudgets, SharedHold, SharedRefusal
 
 ALL_MODELS = frozenset({"*", "all-proxy-models"})
 
@@ -37,8 +47,16 @@ class Grant:
     quota: Quota | None = None
     warnings: list[str] = field(default_factory=list)
     released: bool = False
-    reservation: Reservation | None = None
+    held_cost: float = 0.0
+    """USD this request holds in ``held_budgets`` until it is charged."""
+    held_budgets: tuple[BudgetState, ...] = ()
+    held_tokens: int = 0
+    """Tokens this request holds in its tpm scopes (``token_scopes``) until it is charged."""
+    token_hold: str | None = None
+    """Where the counters hold them (``Admission.hold``)."""
+    shared_hold: SharedHold | None = None
     """Room held in the shared (Redis) budgets until the request's cost is known."""
+    charged: bool = False
 
 
 def entities_of(identity: Identity) -> tuple[Entity, ...]:
@@ -75,10 +93,10 @@ class Authorizer:
                     param="model",
                 )
 
-    def _plan(self, identity: Identity, model: str, now: float) -> "_AdmissionPlan":
+    def _plan(self, identity: Identity, model: str, group: str | None, now: float) -> "_AdmissionPlan":
         """What admitting ``identity`` to ``model`` involves, worked out once per cached key entry."""
         plan = identity.memo.get(model)
-        if plan is None:
+        if plan is None or plan.group != group:
             try:
                 self.check_model(identity, model)
                 refusal = None
@@ -88,8 +106,8 @@ class Authorizer:
             records = tuple(r for r in (identity.key, identity.user, identity.team) if r is not None)
             for entity, record in zip(entities, records):
                 self.ledger.track(entity, record, now)  # new records: refresh the budget limits
-            checks = rate_checks(identity, model)
-            plan = _AdmissionPlan(refusal, entities, records, checks, tuple(c.scope for c in checks if c.tpm is not None))
+            checks = rate_checks(identity, model, group)
+            plan = _AdmissionPlan(refusal, entities, records, checks, tuple(c.scope for c in checks if c.tpm is not None), group)
             if len(identity.memo) < 256:  # model names are the client's choice: keep it bounded
                 identity.memo[model] = plan
         else:
@@ -99,46 +117,90 @@ class Authorizer:
                     self.ledger.track(entity, record, now)
         return plan
 
-    async def admit(self, identity: Identity, model: str, now: float) -> Grant:
+    async def admit(
+        self,
+        identity: Identity,
+        model: str,
+        now: float,
+        *,
+        group: str | None = None,
+        reserve: Reservation | Callable[[], Reservation] | None = None,
+    ) -> Grant:
+        """Admit the request or raise the refusal.
+
+        ``group``: the model group that serves ``model`` (per-model limits apply to it).
+        ``reserve``: the request's worst case (or a function computing it, called only when the
+        identity has a budget or a tpm limit to hold it in); None holds nothing.
+        """
         if identity.is_master:
             return Grant()
-        plan = self._plan(identity, model, now)
+        plan = self._plan(identity, model, group, now)
         if plan.refusal is not None:
             raise GatewayError(plan.refusal.kind, plan.refusal.message, param=plan.refusal.param)
         entities = plan.entities
-        refusal, warnings = self.ledger.check(entities, now)
+        refusal, warnings, budgeted = self.ledger.screen(entities, now)
         if refusal is not None:
-            kind, ident = refusal.entity
-            who = "key" if kind == "key" else f"{kind} {ident!r}"
-            raise GatewayError(
-                ErrorKind.BUDGET_EXCEEDED,
-                f"Budget exceeded: the {who} has spent ${refusal.spend:.4f} of its ${refusal.limit:.4f} budget"
-                + _reset_note(self.ledger, refusal.entity, now),
-            )
+            raise self._budget_refusal(refusal, now)
         checks = plan.checks
         grant = Grant(entities, plan.token_scopes)  # (positional: entities, token_scopes)
         if warnings:
             grant.warnings = [f"{w.entity[0]} soft budget ${w.limit:.4f} reached (spent ${w.spend:.4f})" for w in warnings]
-        if self.shared_budgets is not None:
-            grant.reservation = await self._reserve(entities, now)
-        if checks:
-            counters = self.counters
-            if type(counters) is LocalCounters:  # in-process: answered at once, no coroutine to await
-                admission = counters.admit_now(checks, now)
-            else:
-                admission = await counters.admit(checks, now)
-            if admission.refusal is not None:
-                if grant.reservation is not None:
-                    await self.shared_budgets.settle(grant.reservation, 0.0)  # type: ignore[union-attr]
-                retry = max(1, math.ceil(admission.refusal.retry_after))
-                raise GatewayError(
-                    ErrorKind.RATE_LIMITED,
-                    admission.refusal.message(),
-                    headers=[("retry-after", str(retry)), *quota_headers_for_refusal(admission.refusal.check, admission.refusal.limit, retry)],
-                )
-            grant.slots = admission.slots
-            grant.quota = admission.quota
+        reservation = None
+        if reserve is not None and (budgeted is not None or plan.token_scopes):
+            reservation = reserve() if callable(reserve) else reserve
+            if budgeted is not None and reservation.cost > 0:
+                Ledger.hold(budgeted, reservation.cost)
+                grant.held_cost, grant.held_budgets = reservation.cost, tuple(budgeted)
+        try:
+            if self.shared_budgets is not None:
+                grant.shared_hold = await self._reserve(entities, now, grant.held_cost)
+            if checks:
+                hold = reservation.tokens if reservation is not None and plan.token_scopes else 0
+                counters = self.counters
+                if type(counters) is LocalCounters:  # in-process: answered at once, no coroutine to await
+                    admission = counters.admit_now(checks, now, hold)
+                else:
+                    admission = await counters.admit(checks, now, hold)
+                if admission.refusal is not None:
+                    retry = max(1, math.ceil(admission.refusal.retry_after))
+                    raise GatewayError(
+                        ErrorKind.RATE_LIMITED,
+                        admission.refusal.message(),
+                        headers=[("retry-after", str(retry)), *quota_headers_for_refusal(admission.refusal.check, admission.refusal.limit, retry)],
+                    )
+                grant.slots = admission.slots
+                grant.quota = admission.quota
+                if admission.hold is not None:
+                    grant.held_tokens, grant.token_hold = hold, admission.hold
+        except BaseException:  # refused, Redis failed, or the client left: give back what was held
+            await self._unhold(grant)
+            raise
         return grant
+
+    def _budget_refusal(self, refusal: BudgetVerdict, now: float) -> GatewayError:
+        kind, ident = refusal.entity
+        who = "key" if kind == "key" else f"{kind} {ident!r}"
+        if refusal.held:
+            return GatewayError(
+                ErrorKind.RATE_LIMITED,
+                f"Budget fully reserved: the {who} has spent ${refusal.spend:.4f} of its ${refusal.limit:.4f} budget "
+                f"and requests still running hold the rest; retry after 1s.",
+                headers=[("retry-after", "1")],
+            )
+        return GatewayError(
+            ErrorKind.BUDGET_EXCEEDED,
+            f"Budget exceeded: the {who} has spent ${refusal.spend:.4f} of its ${refusal.limit:.4f} budget"
+            + _reset_note(self.ledger, refusal.entity, now),
+        )
+
+    async def _unhold(self, grant: Grant) -> None:
+        """Undo a refused admission's holds (nothing was used)."""
+        grant.charged = True
+        if grant.held_budgets:
+            Ledger.unhold(grant.held_budgets, grant.held_cost)
+        if grant.shared_hold is not None:
+            hold, grant.shared_hold = grant.shared_hold, None
+            await self.shared_budgets.settle(hold, 0.0)  # type: ignore[union-attr]
 
     @property
     def in_memory(self) -> bool:
@@ -158,41 +220,40 @@ class Authorizer:
             if grant.slots:
                 self.counters.release_now(grant.slots)  # type: ignore[attr-defined]
 
-    async def _reserve(self, entities: tuple[Entity, ...], now: float) -> Reservation | None:
-        outcome: Reservation | SharedRefusal | None = await self.shared_budgets.reserve(self.ledger, entities, now)  # type: ignore[union-attr]
+    async def _reserve(self, entities: tuple[Entity, ...], now: float, amount: float) -> SharedHold | None:
+        outcome: SharedHold | SharedRefusal | None = await self.shared_budgets.reserve(self.ledger, entities, now, amount)  # type: ignore[union-attr]
         if outcome is None or not outcome.refused:
             return outcome  # type: ignore[return-value]
-        kind, ident = outcome.entity
-        who = "key" if kind == "key" else f"{kind} {ident!r}"
-        if outcome.held:
-            raise GatewayError(
-                ErrorKind.RATE_LIMITED,
-                f"Budget fully reserved: the {who} has spent ${outcome.spend:.4f} of its ${outcome.limit:.4f} budget "
-                f"and requests still running hold the rest; retry after 1s.",
-                headers=[("retry-after", "1")],
-            )
-        raise GatewayError(
-            ErrorKind.BUDGET_EXCEEDED,
-            f"Budget exceeded: the {who} has spent ${outcome.spend:.4f} of its ${outcome.limit:.4f} budget"
-            + _reset_note(self.ledger, outcome.entity, now),
-        )
+        held = outcome.reserved if outcome.held else 0.0  # type: ignore[union-attr]
+        raise self._budget_refusal(BudgetVerdict(outcome.entity, outcome.spend, outcome.limit, False, held), now)  # type: ignore[union-attr]
 
     async def charge(self, grant: Grant, cost: float, tokens: int, now: float) -> None:
-        """Record what the request used: spend against budgets, tokens against tpm windows."""
+        """Settle the request: its holds give way to what it used — spend against budgets,
+        tokens against tpm windows. Once per grant."""
+        if grant.charged:
+            return
+        grant.charged = True
+        if grant.held_budgets:
+            Ledger.unhold(grant.held_budgets, grant.held_cost)
         if grant.entities:
             self.ledger.add(grant.entities, cost, now)
-        if grant.reservation is not None:
-            reservation, grant.reservation = grant.reservation, None
-            await self.shared_budgets.settle(reservation, cost)  # type: ignore[union-attr]
-        if grant.token_scopes and tokens:
-            await self.counters.add_tokens(grant.token_scopes, tokens, now)
+        if grant.shared_hold is not None:
+            hold, grant.shared_hold = grant.shared_hold, None
+            await self.shared_budgets.settle(hold, cost)  # type: ignore[union-attr]
+        if grant.token_scopes and (tokens or grant.token_hold is not None):
+            await self.counters.add_tokens(grant.token_scopes, tokens, now, grant.token_hold, grant.held_tokens)
 
     def charge_now(self, grant: Grant, cost: float, tokens: int, now: float) -> None:
         """``charge`` without a coroutine, when ``in_memory``."""
+        if grant.charged:
+            return
+        grant.charged = True
+        if grant.held_budgets:
+            Ledger.unhold(grant.held_budgets, grant.held_cost)
         if grant.entities:
             self.ledger.add(grant.entities, cost, now)
-        if grant.token_scopes and tokens:
-            self.counters.add_tokens_now(grant.token_scopes, tokens, now)  # type: ignore[attr-defined]
+        if grant.token_scopes and (tokens or grant.held_tokens):
+            self.counters.add_tokens_now(grant.token_scopes, tokens, now, grant.held_tokens)  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
@@ -203,6 +264,8 @@ class _AdmissionPlan:
     records: tuple[object, ...]
     checks: list[RateCheck]
     token_scopes: tuple[str, ...]
+    group: str | None
+    """The model group the plan was worked out for."""
 
 
 def _model_lists(identity: Identity) -> list[tuple[str, list[str]]]:
@@ -216,7 +279,8 @@ def _model_lists(identity: Identity) -> list[tuple[str, list[str]]]:
     return out
 
 
-def rate_checks(identity: Identity, model: str) -> list[RateCheck]:
+def rate_checks(identity: Identity, model: str, group: str | None = None) -> list[RateCheck]:
+    """The rate limits a request for ``model``, served by ``group``, must fit (key, per-model, user, team)."""
     checks: list[RateCheck] = []
     key = identity.key
     if key is not None:
@@ -224,10 +288,12 @@ def rate_checks(identity: Identity, model: str) -> list[RateCheck]:
             checks.append(
                 RateCheck(f"key:{identity.token_hash}", "key", key.rpm_limit, key.tpm_limit, key.max_parallel_requests)
             )
-        model_rpm = key.model_rpm_limit.get(model) if key.model_rpm_limit else None
-        model_tpm = key.model_tpm_limit.get(model) if key.model_tpm_limit else None
-        if model_rpm or model_tpm:
-            checks.append(RateCheck(f"key:{identity.token_hash}:model:{model}", f"key's {model!r}", model_rpm, model_tpm))
+        if key.model_rpm_limit or key.model_tpm_limit:
+            model_rpm, model_tpm = key.model_rpm_limit or {}, key.model_tpm_limit or {}
+            for name in per_model_limits([*model_rpm, *model_tpm], model, group):
+                rpm, tpm = model_rpm.get(name), model_tpm.get(name)
+                if rpm or tpm:
+                    checks.append(RateCheck(f"key:{identity.token_hash}:model:{name}", f"key's {name!r}", rpm, tpm))
     for kind, record in (("user", identity.user), ("team", identity.team)):
         if record is not None and (record.rpm_limit or record.tpm_limit or record.max_parallel_requests):
             ident = record.user_id if kind == "user" else record.team_id  # type: ignore[union-attr]
@@ -235,6 +301,30 @@ def rate_checks(identity: Identity, model: str) -> list[RateCheck]:
                 RateCheck(f"{kind}:{ident}", f"{kind} {ident!r}", record.rpm_limit, record.tpm_limit, record.max_parallel_requests)
             )
     return checks
+
+
+def per_model_limits(names: Sequence[str], model: str, group: str | None) -> list[str]:
+    """The per-model limit names (in first-seen order) that count a request for ``model`` served by ``group``.
+
+    A name counts it when it is the serving group's name (a pattern group's ``claude-*``
+    included: one count for everything the group serves), or when it names the same model
+    as the request, once names are normalised (case, provider prefix, ``-latest``, date).
+    """
+    out: list[str] = []
+    canonical = None
+    for name in names:
+        if name in out:
+            continue
+        if name == model or (group is not None and name == group):
+            out.append(name)
+            continue
+        if len(model) > 256 or len(name) > 256:  # no model has such a name: compared exactly only
+            continue
+        if canonical is None:
+            canonical = canonical_model_name(model)
+        if "*" not in name and canonical_model_name(name) == canonical:
+            out.append(name)
+    return out
 
 
 def limit_headers(fmt: ApiFormat | None, kind: str, limit: int, remaining: int, reset: float, now: float) -> list[tuple[bytes, bytes]]:

@@ -1,7 +1,8 @@
 """Budgets: what each key, user and team has spent this period, known in memory.
 
 ``Ledger`` holds one ``BudgetState`` per entity: the spend the store last reported plus
-what this process added since, so checking a budget costs no I/O. ``accounting.spend``
+what this process added since, and what requests running here hold (their
+``limits.reservation``), so checking a budget costs no I/O. ``accounting.spend``
 drains ``pending`` into the store about once a second and ``settle``s with the totals the
 store returns, which also carries in what other processes spent. Periods
 (``budget_duration``) roll over here, at check time, using the injectable clock.
@@ -36,6 +37,8 @@ class BudgetState:
     closing: float | None = None
     """Set when a period rolled over here and the store has not been told yet: the old ``reset_at``."""
     soft_warned_at: float | None = None
+    held: float = 0.0
+    """USD reserved by requests running in this process, until they are charged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class BudgetVerdict:
     spend: float
     limit: float
     soft: bool
+    held: float = 0.0
+    """Set on a refusal made because requests in flight hold the rest of the budget."""
 
 
 def period_seconds(budget_duration: str | None) -> float | None:
@@ -141,7 +146,19 @@ class Ledger:
 
     def check(self, entities: Iterable[Entity], now: float) -> tuple[BudgetVerdict | None, list[BudgetVerdict]]:
         """(the first hard refusal or None, soft-budget warnings)."""
+        refusal, warnings, _ = self.screen(entities, now)
+        return refusal, warnings
+
+    def screen(
+        self, entities: Iterable[Entity], now: float
+    ) -> tuple[BudgetVerdict | None, list[BudgetVerdict], list[BudgetState] | None]:
+        """(the first hard refusal or None, soft-budget warnings, the states with a hard budget or None).
+
+        A budget refuses when its spend has reached it, and also when the spend plus what
+        requests in flight hold has (``held`` is set on that verdict: retry once they end).
+        """
         warnings: list[BudgetVerdict] = []
+        budgeted: list[BudgetState] | None = None
         states = self.states
         for entity in entities:
             state = states.get(entity)
@@ -149,8 +166,16 @@ class Ledger:
                 continue
             if state.reset_at is not None and now >= state.reset_at:  # (_roll's own test, saving the call)
                 self._roll(state, now)
-            if state.max_budget is not None and state.spend >= state.max_budget:
-                return BudgetVerdict(entity, state.spend, state.max_budget, soft=False), warnings
+            limit = state.max_budget
+            if limit is not None:
+                if state.spend >= limit:
+                    return BudgetVerdict(entity, state.spend, limit, soft=False), warnings, budgeted
+                if state.held and state.spend + state.held >= limit:
+                    return BudgetVerdict(entity, state.spend, limit, soft=False, held=state.held), warnings, budgeted
+                if budgeted is None:
+                    budgeted = [state]
+                else:
+                    budgeted.append(state)
             if state.soft_budget is not None and state.spend >= state.soft_budget:
                 warnings.append(BudgetVerdict(entity, state.spend, state.soft_budget, soft=True))
                 if state.soft_warned_at is None:
@@ -158,7 +183,19 @@ class Ledger:
                     log.warning(
                         "%s %s passed its soft budget: spent $%.4f of $%.4f", entity[0], entity[1], state.spend, state.soft_budget
                     )
-        return None, warnings
+        return None, warnings, budgeted
+
+    @staticmethod
+    def hold(states: Iterable[BudgetState], amount: float) -> None:
+        """Reserve ``amount`` USD in each budget (from ``screen``) until ``unhold``."""
+        for state in states:
+            state.held += amount
+
+    @staticmethod
+    def unhold(states: Iterable[BudgetState], amount: float) -> None:
+        for state in states:
+            held = state.held - amount
+            state.held = held if held > 1e-12 else 0.0  # no float residue left holding a budget
 
     def add(self, entities: Iterable[Entity], cost: float, now: float) -> None:
         if cost <= 0:

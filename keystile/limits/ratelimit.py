@@ -6,6 +6,11 @@ sliding windows in this process (exact in count; an entry may outlive its minute
 ``COALESCE``), and ``limits.redis_counters`` (the scale-out store)
 implements the same interface with atomic scripts so several instances share one count.
 Admission is all-or-nothing: a refused request consumes nothing.
+
+Tokens are known only when a request ends, so admission also *holds* the request's
+estimated tokens (``limits.reservation``) in every tokens-per-minute scope it counts in; a
+scope admits while its window's tokens plus what is held stay under the limit, and
+``add_tokens`` replaces the hold with the tokens the upstream reported.
 """
 
 from __future__ import annotations
@@ -62,14 +67,24 @@ class Admission:
     quota: Quota = field(default_factory=Quota)
     slots: tuple[str, ...] = ()
     """Parallel-request scopes taken; hand them back with ``Counters.release``."""
+    hold: str | None = None
+    """Names the tokens held for this request (None: none); pass it to ``add_tokens``."""
+
+
+LOCAL_HOLD = "local"
+"""The ``hold`` of tokens held by ``LocalCounters`` (their amount travels with the grant)."""
 
 
 class Counters(Protocol):
-    async def admit(self, checks: Sequence[RateCheck], now: float) -> Admission: ...
+    async def admit(self, checks: Sequence[RateCheck], now: float, hold: int = 0) -> Admission:
+        """Admit, or refuse, a request; ``hold``: its estimated tokens, held in every tpm scope."""
+        ...
 
     async def release(self, slots: Sequence[str]) -> None: ...
 
-    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float) -> None: ...
+    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float, hold: str | None = None, held: int = 0) -> None:
+        """Count a finished request's ``tokens``, and drop the ``held`` tokens its admission held."""
+        ...
 
 
 COALESCE = 0.1
@@ -127,12 +142,14 @@ class _Tally:
 class _Window:
     """One scope's sliding minute of requests and tokens, and its requests in flight."""
 
-    __slots__ = ("requests", "tokens", "inflight")
+    __slots__ = ("requests", "tokens", "inflight", "held")
 
     def __init__(self) -> None:
         self.requests = _Tally()
         self.tokens = _Tally()
         self.inflight = 0
+        self.held = 0
+        """Tokens held by admitted requests that have not reported theirs yet."""
 
     def trim(self, now: float) -> None:
         edge = now - WINDOW
@@ -141,7 +158,7 @@ class _Window:
 
     @property
     def idle(self) -> bool:
-        return not self.requests.entries and not self.tokens.entries and self.inflight == 0
+        return not self.requests.entries and not self.tokens.entries and self.inflight == 0 and self.held == 0
 
 
 class LocalCounters:
@@ -157,10 +174,10 @@ class LocalCounters:
             window = self._windows[scope] = _Window()
         return window
 
-    async def admit(self, checks: Sequence[RateCheck], now: float) -> Admission:
-        return self.admit_now(checks, now)
+    async def admit(self, checks: Sequence[RateCheck], now: float, hold: int = 0) -> Admission:
+        return self.admit_now(checks, now, hold)
 
-    def admit_now(self, checks: Sequence[RateCheck], now: float) -> Admission:
+    def admit_now(self, checks: Sequence[RateCheck], now: float, hold: int = 0) -> Admission:
         quota = Quota()
         windows = []
         for check in checks:
@@ -183,7 +200,9 @@ class LocalCounters:
                 if tokens.total >= check.tpm:
                     retry = tokens.below_at(check.tpm) - now if tokens.entries else 1.0
                     return Admission(Refusal(check, "tpm", max(retry, 0.001)), quota)
-                remaining = check.tpm - tokens.total
+                if window.held and tokens.total + window.held >= check.tpm:
+                    return Admission(Refusal(check, "tpm", 1.0), quota)  # held by requests still running
+                remaining = max(check.tpm - tokens.total - window.held - hold, 0)
                 if quota.tpm_remaining is None or remaining < quota.tpm_remaining:
                     reset = tokens.oldest(now) + WINDOW - now
                     quota.tpm_limit, quota.tpm_remaining, quota.tpm_reset = check.tpm, remaining, reset
@@ -194,10 +213,12 @@ class LocalCounters:
             if check.parallel is not None:
                 window.inflight += 1
                 slots.append(check.scope)
+            if hold and check.tpm is not None:
+                window.held += hold
         self._admissions += 1
         if self._admissions % 4096 == 0:
             self._sweep(now)
-        return Admission(None, quota, tuple(slots))
+        return Admission(None, quota, tuple(slots), LOCAL_HOLD if hold and quota.tpm_limit is not None else None)
 
     async def release(self, slots: Sequence[str]) -> None:
         self.release_now(slots)
@@ -208,13 +229,19 @@ class LocalCounters:
             if window is not None and window.inflight > 0:
                 window.inflight -= 1
 
-    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float) -> None:
-        self.add_tokens_now(scopes, tokens, now)
+    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float, hold: str | None = None, held: int = 0) -> None:
+        self.add_tokens_now(scopes, tokens, now, held if hold is not None else 0)
 
-    def add_tokens_now(self, scopes: Sequence[str], tokens: int, now: float) -> None:
+    def add_tokens_now(self, scopes: Sequence[str], tokens: int, now: float, held: int = 0) -> None:
+        """Count ``tokens`` in each scope's window and drop the ``held`` tokens admission held there."""
+        windows = self._windows
+        if held:
+            for scope in scopes:
+                window = windows.get(scope)
+                if window is not None:
+                    window.held = max(window.held - held, 0)
         if tokens <= 0:
             return
-        windows = self._windows
         for scope in scopes:
             window = windows.get(scope) or self._window(scope)
             window.tokens.add(now, tokens)

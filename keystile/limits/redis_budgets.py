@@ -2,18 +2,18 @@
 
 The ``Ledger`` stays where spend is counted for the store (written in batches by
 ``accounting.spend``); what Redis adds is one figure every instance sees at once. Per
-budgeted entity (key, user, team) Redis holds a hash — ``spend`` this period, the
-period's ``reset_at``, an ``estimate`` of one request's cost — and a sorted set of the
-reservations of requests in flight, scored by a lease expiry.
+budgeted entity (key, user, team) Redis holds a hash — ``spend`` this period and the
+period's ``reset_at`` — and a sorted set of the reservations of requests in flight, scored
+by a lease expiry.
 
 Admission (one Lua script, atomic across the key, its user and its team): a new period
 resets the spend; ``spend >= max_budget`` refuses (400, as on one instance); ``spend +
 reserved >= max_budget`` refuses with 429 (the rest is held by requests still running:
-retry shortly); otherwise every entity records a reservation of ``estimate``. When the
-request ends its reservation is swapped for the real cost. So a request is admitted only
-while the budget has room after everything already running, and the budget is overspent
-by at most the requests that were in flight when it ran out — the last one when requests
-come one after another, whichever instance they reach.
+retry shortly); otherwise every entity records a reservation of the request's worst-case
+cost (``limits.reservation``). When the request ends its reservation is swapped for the
+real cost. So a request is admitted only while the budget has room after the worst case of
+everything already running, whichever instance runs it, and the budget is overspent by at
+most one request's worst case.
 
 Where the figure comes from: the first instance to see an entity (or the first after Redis
 lost its data) seeds it from its ``Ledger`` — the store's total plus what it has not
@@ -39,18 +39,16 @@ RESERVATION_LEASE = 900.0
 """Seconds a reservation is held if its request never reports back (its instance died)."""
 IDLE_TTL_MS = 86_400_000
 """An entity untouched for a day is dropped from Redis; the next request reseeds it from the store."""
-ESTIMATE_DECAY = 0.9
-"""estimate ← max(last cost, 0.9 × estimate): follows expensive requests at once, cheap ones slowly."""
 
-# KEYS: two per entity (hash, reservations). ARGV: now, lease expiry, id, then per entity:
-# max_budget, reset_at ('' = lifetime budget), the ledger's spend (seed for a missing hash).
-# Returns {1, estimate per entity…} or {0|2, entity index, spend, reserved} (0: spent, 2: held).
+# KEYS: two per entity (hash, reservations). ARGV: now, lease expiry, reservation member
+# (``id|amount``), then per entity: max_budget, reset_at ('' = lifetime budget), the ledger's
+# spend (seed for a missing hash). Returns {1} or {0|2, entity index, spend, reserved}
+# (0: spent, 2: held by requests in flight).
 _RESERVE = """
 local now = tonumber(ARGV[1])
 local expiry = tonumber(ARGV[2])
-local id = ARGV[3]
+local member = ARGV[3]
 local n = #KEYS / 2
-local estimates = {}
 for i = 1, n do
   local h, z = KEYS[2*i-1], KEYS[2*i]
   local max = tonumber(ARGV[3 + 3*i - 2])
@@ -74,31 +72,23 @@ for i = 1, n do
   if spend + reserved >= max then
     return {2, i, tostring(spend), tostring(reserved)}
   end
-  estimates[i] = tonumber(redis.call('HGET', h, 'estimate') or '0')
 end
-local out = {1}
 for i = 1, n do
-  redis.call('ZADD', KEYS[2*i], expiry, id .. '|' .. tostring(estimates[i]))
+  redis.call('ZADD', KEYS[2*i], expiry, member)
   redis.call('PEXPIRE', KEYS[2*i], math.ceil((expiry - now) * 1000))
   redis.call('PEXPIRE', KEYS[2*i-1], IDLE_TTL_MS)
-  out[i + 1] = tostring(estimates[i])
 end
-return out
+return {1}
 """.replace("IDLE_TTL_MS", str(IDLE_TTL_MS))
 
-# KEYS: two per entity (hash, reservations). ARGV: cost, decay, then the reservation member per entity.
+# KEYS: two per entity (hash, reservations). ARGV: cost, the reservation member.
 _SETTLE = """
 local cost = tonumber(ARGV[1])
-local decay = tonumber(ARGV[2])
 for i = 1, #KEYS / 2 do
   local h, z = KEYS[2*i-1], KEYS[2*i]
-  redis.call('ZREM', z, ARGV[2 + i])
-  if redis.call('EXISTS', h) == 1 then
-    if cost > 0 then
-      redis.call('HINCRBYFLOAT', h, 'spend', cost)
-    end
-    local estimate = tonumber(redis.call('HGET', h, 'estimate') or '0')
-    redis.call('HSET', h, 'estimate', tostring(math.max(cost, estimate * decay)))
+  redis.call('ZREM', z, ARGV[2])
+  if cost > 0 and redis.call('EXISTS', h) == 1 then
+    redis.call('HINCRBYFLOAT', h, 'spend', cost)
   end
 end
 return 1
@@ -114,9 +104,11 @@ return 1
 
 
 @dataclass(slots=True)
-class Reservation:
+class SharedHold:
+    """A request's reservation in the shared budgets of ``entities``, until ``settle``."""
+
     entities: tuple[Entity, ...]
-    members: tuple[str, ...]
+    member: str
     reset_ats: tuple[str, ...]
     refused = False
 
@@ -155,12 +147,15 @@ class RedisBudgets:
         kind, ident = entity
         return [self.link.key("budget", kind, ident), self.link.key("budget", kind, ident, "held")]
 
-    async def reserve(self, ledger: Ledger, entities: Sequence[Entity], now: float) -> Reservation | SharedRefusal | None:
-        """Reserve room in every budgeted entity's budget; None when there is nothing to reserve or Redis is down."""
+    async def reserve(
+        self, ledger: Ledger, entities: Sequence[Entity], now: float, amount: float = 0.0
+    ) -> SharedHold | SharedRefusal | None:
+        """Reserve ``amount`` USD in every budgeted entity's budget, if each has room after what
+        requests in flight hold; None when there is nothing to reserve or Redis is down."""
         budgeted = [(e, ledger.states[e]) for e in entities if e in ledger.states and ledger.states[e].max_budget is not None]
         if not budgeted or not self.link.up:
             return None
-        member = uuid.uuid4().hex
+        member = f"{uuid.uuid4().hex}|{max(float(amount), 0.0)!r}"
         keys: list[str] = []
         args: list[str] = [repr(now), repr(now + RESERVATION_LEASE), member]
         resets: list[str] = []
@@ -178,17 +173,16 @@ class RedisBudgets:
         if status != 1:
             entity, state = budgeted[int(result[1]) - 1]
             return SharedRefusal(entity, float(result[2]), float(result[3]), float(state.max_budget))  # type: ignore[arg-type]
-        members = tuple(f"{member}|{value.decode() if isinstance(value, bytes) else value}" for value in result[1:])
-        return Reservation(tuple(e for e, _ in budgeted), members, tuple(resets))
+        return SharedHold(tuple(e for e, _ in budgeted), member, tuple(resets))
 
-    async def settle(self, reservation: Reservation, cost: float) -> None:
+    async def settle(self, reservation: SharedHold, cost: float) -> None:
         """The request ended: its reservations go, its cost joins the shared spend."""
         keys: list[str] = []
         for entity in reservation.entities:
             keys += self._keys(entity)
         if self.link.up:
             try:
-                await self._settle(keys=keys, args=[repr(float(cost)), repr(ESTIMATE_DECAY), *reservation.members])
+                await self._settle(keys=keys, args=[repr(float(cost)), reservation.member])
                 return
             except REDIS_FAILURES as exc:
                 self.link.failed(exc)

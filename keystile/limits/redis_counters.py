@@ -9,7 +9,10 @@ instance passes (its wall clock; run NTP), so a request counts in the same minut
 Parallel-request slots are members of a sorted set scored by a lease expiry (``LEASE``
 seconds ahead). The instance holding a slot renews the lease every ``LEASE / 3`` seconds
 while the request runs; an instance that crashes stops renewing, and its slots free
-themselves within ``LEASE`` seconds instead of being held forever.
+themselves within ``LEASE`` seconds instead of being held forever. Tokens held for a
+request in flight (``limits.reservation``) are leased the same way: one ``id:tokens`` member
+per tpm scope, counted with the window by every instance, removed by ``add_tokens`` when the
+request reports its real tokens.
 
 ``FailoverCounters`` is what the gateway uses: Redis while it answers, this instance's
 ``LocalCounters`` while it does not (each instance then enforces every limit on its own),
@@ -24,7 +27,7 @@ import uuid
 from typing import Callable, Sequence
 
 from keystile.aio import stop_tasks
-from keystile.limits.ratelimit import WINDOW, Admission, LocalCounters, Quota, RateCheck, Refusal
+from keystile.limits.ratelimit import LOCAL_HOLD, WINDOW, Admission, LocalCounters, Quota, RateCheck, Refusal
 from keystile.store.redis_link import REDIS_FAILURES, RedisLink
 
 log = logging.getLogger("keystile.ratelimit")
@@ -32,22 +35,32 @@ log = logging.getLogger("keystile.ratelimit")
 LEASE = 30.0
 """Seconds a parallel-request slot survives without its holder renewing it."""
 SLOT_MARK = "\x00redis\x00"
-"""Prefix of the slots RedisCounters hands out (local slots are plain scope names)."""
+"""Prefix of the slots and token holds RedisCounters hands out (local ones are plain names)."""
 
-# KEYS: four per check (requests, token entries, token sum, parallel slots).
-# ARGV: now, window, lease expiry, unique id, then rpm, tpm, parallel per check ('' = no limit).
-# Returns {1, rpm_limit, rpm_remaining, rpm_reset, tpm_limit, tpm_remaining, tpm_reset} or
-# {0, check index (1-based), 'rpm'|'tpm'|'parallel', retry_after}; numbers as strings.
+# KEYS: five per check (requests, token entries, token sum, parallel slots, held tokens).
+# ARGV: now, window, lease expiry, unique id, tokens to hold, then rpm, tpm, parallel per check
+# ('' = no limit). Returns {1, rpm_limit, rpm_remaining, rpm_reset, tpm_limit, tpm_remaining,
+# tpm_reset} or {0, check index (1-based), 'rpm'|'tpm'|'parallel', retry_after}; numbers as strings.
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local expiry = tonumber(ARGV[3])
 local id = ARGV[4]
+local hold = tonumber(ARGV[5])
 local edge = now - window
 local ttl = math.ceil((window + 2 * (expiry - now)) * 1000)
-local n = #KEYS / 4
+local n = #KEYS / 5
 local q = {'', '', '', '', '', ''}
 local best_rpm, best_tpm = nil, nil
+
+local function held_sum(held)
+  redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+  local total = 0
+  for _, member in ipairs(redis.call('ZRANGE', held, 0, -1)) do
+    total = total + tonumber(string.match(member, ':(%d+)$'))
+  end
+  return total
+end
 
 local function token_sum(tok, sum)
   local old = redis.call('ZRANGEBYSCORE', tok, '-inf', edge)
@@ -72,10 +85,10 @@ local function token_sum(tok, sum)
 end
 
 for i = 1, n do
-  local req, tok, sum, par = KEYS[4*i-3], KEYS[4*i-2], KEYS[4*i-1], KEYS[4*i]
-  local rpm = tonumber(ARGV[4 + 3*i - 2])
-  local tpm = tonumber(ARGV[4 + 3*i - 1])
-  local parallel = tonumber(ARGV[4 + 3*i])
+  local req, tok, sum, par, held = KEYS[5*i-4], KEYS[5*i-3], KEYS[5*i-2], KEYS[5*i-1], KEYS[5*i]
+  local rpm = tonumber(ARGV[5 + 3*i - 2])
+  local tpm = tonumber(ARGV[5 + 3*i - 1])
+  local parallel = tonumber(ARGV[5 + 3*i])
   if parallel then
     redis.call('ZREMRANGEBYSCORE', par, '-inf', now)
     if redis.call('ZCARD', par) >= parallel then
@@ -113,7 +126,11 @@ for i = 1, n do
       end
       return {0, i, 'tpm', tostring(math.max(retry, 0.001))}
     end
-    local remaining = tpm - total
+    local in_flight = held_sum(held)
+    if in_flight > 0 and total + in_flight >= tpm then
+      return {0, i, 'tpm', '1'}  -- held by requests still running
+    end
+    local remaining = math.max(tpm - total - in_flight - hold, 0)
     if best_tpm == nil or remaining < best_tpm then
       best_tpm = remaining
       local start = now
@@ -124,28 +141,39 @@ for i = 1, n do
 end
 
 for i = 1, n do
-  if ARGV[4 + 3*i - 2] ~= '' then
-    redis.call('ZADD', KEYS[4*i-3], now, id)
-    redis.call('PEXPIRE', KEYS[4*i-3], ttl)
+  if ARGV[5 + 3*i - 2] ~= '' then
+    redis.call('ZADD', KEYS[5*i-4], now, id)
+    redis.call('PEXPIRE', KEYS[5*i-4], ttl)
   end
-  if ARGV[4 + 3*i] ~= '' then
-    redis.call('ZADD', KEYS[4*i], expiry, id)
-    redis.call('PEXPIRE', KEYS[4*i], ttl)
+  if ARGV[5 + 3*i] ~= '' then
+    redis.call('ZADD', KEYS[5*i-1], expiry, id)
+    redis.call('PEXPIRE', KEYS[5*i-1], ttl)
+  end
+  if hold > 0 and ARGV[5 + 3*i - 1] ~= '' then
+    redis.call('ZADD', KEYS[5*i], expiry, id .. ':' .. ARGV[5])
+    redis.call('PEXPIRE', KEYS[5*i], ttl)
   end
 end
 return {1, q[1], q[2], q[3], q[4], q[5], q[6]}
 """
 
-# KEYS: two per scope (token entries, token sum). ARGV: now, window, tokens, unique id.
+# KEYS: three per scope (token entries, token sum, held tokens). ARGV: now, window, tokens,
+# unique id, the held member to drop ('' = none).
 _ADD_TOKENS = """
 local ttl = math.ceil(tonumber(ARGV[2]) * 2000)
-for i = 1, #KEYS / 2 do
-  local tok, sum = KEYS[2*i-1], KEYS[2*i]
-  redis.call('ZADD', tok, ARGV[1], ARGV[4] .. ':' .. ARGV[3])
-  redis.call('PEXPIRE', tok, ttl)
-  if redis.call('EXISTS', sum) == 1 then
-    redis.call('INCRBY', sum, ARGV[3])
-    redis.call('PEXPIRE', sum, ttl)
+local tokens = tonumber(ARGV[3])
+for i = 1, #KEYS / 3 do
+  local tok, sum, held = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
+  if ARGV[5] ~= '' then
+    redis.call('ZREM', held, ARGV[5])
+  end
+  if tokens > 0 then
+    redis.call('ZADD', tok, ARGV[1], ARGV[4] .. ':' .. ARGV[3])
+    redis.call('PEXPIRE', tok, ttl)
+    if redis.call('EXISTS', sum) == 1 then
+      redis.call('INCRBY', sum, ARGV[3])
+      redis.call('PEXPIRE', sum, ttl)
+    end
   end
 end
 return 1
@@ -170,14 +198,17 @@ class RedisCounters:
         self._add_tokens = link.client.register_script(_ADD_TOKENS)
         self._held: dict[str, tuple[str, str]] = {}
         """Slots this instance holds: slot → (sorted-set key, member); renewed until released."""
+        self._holds: dict[str, tuple[list[str], str]] = {}
+        """Tokens this instance holds: hold → (sorted-set keys, member); renewed until settled."""
         self._renewer: asyncio.Task | None = None
 
     def _keys(self, scope: str) -> list[str]:
-        return [self.link.key("rl", scope, part) for part in ("r", "t", "ts", "p")]
+        return [self.link.key("rl", scope, part) for part in ("r", "t", "ts", "p", "th")]
 
-    async def admit(self, checks: Sequence[RateCheck], now: float) -> Admission:
+    async def admit(self, checks: Sequence[RateCheck], now: float, hold: int = 0) -> Admission:
         keys: list[str] = []
-        args: list[object] = [repr(now), repr(WINDOW), repr(now + LEASE), uuid.uuid4().hex]
+        hold = max(int(hold), 0)
+        args: list[object] = [repr(now), repr(WINDOW), repr(now + LEASE), uuid.uuid4().hex, str(hold)]
         for check in checks:
             keys += self._keys(check.scope)
             args += [_arg(check.rpm), _arg(check.tpm), _arg(check.parallel)]
@@ -201,9 +232,14 @@ class RedisCounters:
                 slot = f"{SLOT_MARK}{member}\x00{check.scope}"
                 self._held[slot] = (self._keys(check.scope)[3], str(member))
                 slots.append(slot)
-        if slots:
+        held_keys = [self._keys(check.scope)[4] for check in checks if check.tpm is not None] if hold else []
+        token_hold = None
+        if held_keys:
+            token_hold = f"{SLOT_MARK}{member}:{hold}"
+            self._holds[token_hold] = (held_keys, f"{member}:{hold}")
+        if slots or token_hold:
             self._ensure_renewer()
-        return Admission(None, quota, tuple(slots))
+        return Admission(None, quota, tuple(slots), token_hold)
 
     async def release(self, slots: Sequence[str]) -> None:
         held = [self._held.pop(slot) for slot in slots if slot in self._held]
@@ -218,29 +254,46 @@ class RedisCounters:
         for slot in slots:
             self._held.pop(slot, None)
 
-    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float) -> None:
-        if tokens <= 0 or not scopes:
+    def forget_hold(self, hold: str) -> None:
+        """Stop renewing held tokens that could not be dropped (Redis down): their lease runs out."""
+        self._holds.pop(hold, None)
+
+    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float, hold: str | None = None, held: int = 0) -> None:
+        """Count ``tokens`` in every scope's window and drop the tokens ``hold`` held there, in one script."""
+        member = ""
+        if hold is not None and hold in self._holds:
+            member = self._holds[hold][1]
+        if (tokens <= 0 and not member) or not scopes:
             return
         keys: list[str] = []
         for scope in scopes:
             keys += self._keys(scope)[1:3]
-        await self._add_tokens(keys=keys, args=[repr(now), repr(WINDOW), str(int(tokens)), uuid.uuid4().hex])
+            keys.append(self._keys(scope)[4])
+        await self._add_tokens(keys=keys, args=[repr(now), repr(WINDOW), str(max(int(tokens), 0)), uuid.uuid4().hex, member])
+        if member:
+            self._holds.pop(hold, None)  # type: ignore[arg-type]
 
     def _ensure_renewer(self) -> None:
         if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.create_task(self._renew(), name="keystile-slot-leases")
 
     async def _renew(self) -> None:
-        """Push the lease of every held slot forward while its request runs."""
-        while self._held:
+        """Push the lease of every held slot and held tokens forward while their request runs."""
+        while self._held or self._holds:
             await asyncio.sleep(LEASE / 3)
-            if not self._held or not self.link.up:
+            if not (self._held or self._holds) or not self.link.up:
                 continue
             expiry = self.clock() + LEASE
+            ttl = int((WINDOW + 2 * LEASE) * 1000)  # the set outlives its newest lease, as when admitted
             try:
                 async with self.link.client.pipeline(transaction=False) as pipe:
                     for key, member in list(self._held.values()):
                         pipe.zadd(key, {member: expiry}, xx=True)
+                        pipe.pexpire(key, ttl)
+                    for keys, member in list(self._holds.values()):
+                        for key in keys:
+                            pipe.zadd(key, {member: expiry}, xx=True)
+                            pipe.pexpire(key, ttl)
                     await pipe.execute()
             except REDIS_FAILURES as exc:
                 self.link.failed(exc)
@@ -261,13 +314,13 @@ class FailoverCounters:
         self.local = local
         self.link = link
 
-    async def admit(self, checks: Sequence[RateCheck], now: float) -> Admission:
+    async def admit(self, checks: Sequence[RateCheck], now: float, hold: int = 0) -> Admission:
         if self.link.up:
             try:
-                return await self.shared.admit(checks, now)
+                return await self.shared.admit(checks, now, hold)
             except REDIS_FAILURES as exc:
                 self.link.failed(exc)
-        return self.local.admit_now(checks, now)
+        return self.local.admit_now(checks, now, hold)
 
     async def release(self, slots: Sequence[str]) -> None:
         shared = [s for s in slots if s.startswith(SLOT_MARK)]
@@ -283,13 +336,19 @@ class FailoverCounters:
                     self.link.failed(exc)
             self.shared.forget_slots(shared)
 
-    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float) -> None:
+    async def add_tokens(self, scopes: Sequence[str], tokens: int, now: float, hold: str | None = None, held: int = 0) -> None:
+        """Tokens go where the shared count is (Redis while it answers); a hold is dropped where it was made."""
+        shared_hold = hold if hold is not None and hold.startswith(SLOT_MARK) else None
+        if hold == LOCAL_HOLD:
+            self.local.add_tokens_now(scopes, 0, now, held)  # admitted while Redis was down
         if self.link.up:
             try:
-                await self.shared.add_tokens(scopes, tokens, now)
+                await self.shared.add_tokens(scopes, tokens, now, shared_hold)
                 return
             except REDIS_FAILURES as exc:
                 self.link.failed(exc)
+        if shared_hold is not None:
+            self.shared.forget_hold(shared_hold)
         self.local.add_tokens_now(scopes, tokens, now)
 
     async def close(self) -> None:

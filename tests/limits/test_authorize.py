@@ -9,9 +9,10 @@ import pytest
 from keystile.apiformat import ApiFormat
 from keystile.auth import Identity
 from keystile.errors import ErrorKind, GatewayError
-from keystile.limits.authorize import Authorizer, quota_headers, rate_checks
+from keystile.limits.authorize import Authorizer, Grant, per_model_limits, quota_headers, rate_checks
 from keystile.limits.budgets import Ledger
 from keystile.limits.ratelimit import LocalCounters
+from keystile.limits.reservation import Reservation
 from keystile.store.records import KeyRecord, TeamRecord, UserRecord
 
 T0 = 1_800_000_000.0
@@ -147,3 +148,144 @@ def test_success_quota_headers_in_the_clients_style():
     }
     assert anthropic_style["anthropic-ratelimit-requests-remaining"] == "4"
     assert quota_headers(None, ApiFormat.OPENAI) == []
+
+
+# --- reservations: budgets and tpm hold each running request's worst case ----------------------
+
+
+def admit_reserving(authorizer: Authorizer, who: Identity, reservation: Reservation, now: float = T0, model: str = "m") -> Grant:
+    return asyncio.run(authorizer.admit(who, model, now, reserve=reservation))
+
+
+def refused_reserving(authorizer: Authorizer, who: Identity, reservation: Reservation, now: float = T0) -> GatewayError:
+    with pytest.raises(GatewayError) as caught:
+        admit_reserving(authorizer, who, reservation, now)
+    return caught.value
+
+
+def test_concurrent_requests_cannot_spend_a_tiny_budget_many_times():
+    # the figures: max_budget $0.0001, streams that each cost a few cents
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    who = identity(key={"max_budget": 0.0001})
+    running = admit_reserving(authorizer, who, Reservation(0.03, 2_000))
+    for _ in range(49):
+        error = refused_reserving(authorizer, who, Reservation(0.03, 2_000))
+        assert error.status == 429 and error.kind is ErrorKind.RATE_LIMITED and dict(error.headers)["retry-after"] == "1"
+        assert error.message.startswith("Budget fully reserved: the key has spent $0.0000 of its $0.0001 budget")
+    authorizer.charge_now(running, 0.018, 1_500, T0 + 5)  # it cost less than its worst case
+    error = refused_reserving(authorizer, who, Reservation(0.03, 2_000), T0 + 6)
+    assert error.status == 400 and error.kind is ErrorKind.BUDGET_EXCEEDED  # spent: no longer a matter of waiting
+
+
+def test_running_requests_overshoot_a_budget_by_at_most_one_worst_case():
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    who = identity(key={"max_budget": 1.0}, team={"max_budget": 5.0})
+    grants = []
+    while True:
+        try:
+            grants.append(admit_reserving(authorizer, who, Reservation(0.3, 0)))
+        except GatewayError as error:
+            assert "fully reserved" in error.message
+            break
+    assert len(grants) == 4  # held 0, 0.3, 0.6, 0.9 when each was admitted: all under $1
+    for grant in grants:
+        authorizer.charge_now(grant, 0.3, 0, T0 + 1)  # every one costs its worst case
+    assert authorizer.ledger.states[("key", "h" * 64)].spend == pytest.approx(1.2)  # $1 + less than one request
+    assert authorizer.ledger.states[("key", "h" * 64)].held == 0.0
+    assert authorizer.ledger.states[("team", "t")].held == 0.0
+
+
+def test_tokens_are_held_in_every_tpm_scope_until_charged():
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    who = identity(key={"tpm_limit": 100, "model_tpm_limit": {"m": 5_000}})
+    running = admit_reserving(authorizer, who, Reservation(0.0, 2_000))
+    for _ in range(19):  # the 20 concurrent 2,000-token streams: one runs
+        error = refused_reserving(authorizer, who, Reservation(0.0, 2_000))
+        assert error.status == 429 and "key tokens per minute limit (100)" in error.message
+        assert dict(error.headers)["retry-after"] == "1"
+    asyncio.run(authorizer.charge(running, 0.0, 40, T0 + 1))  # the hold gives way to the 40 tokens used
+    again = admit_reserving(authorizer, who, Reservation(0.0, 2_000), T0 + 2)
+    assert again.quota.tpm_limit == 100 and again.quota.tpm_remaining == 0  # 100 − 40 used − 2,000 held, at least 0
+    authorizer.charge_now(again, 0.0, 2_000, T0 + 3)
+    error = refused_reserving(authorizer, who, Reservation(0.0, 10), T0 + 4)
+    assert dict(error.headers)["retry-after"] == "59"  # the window itself is full until the 2,000 leave, at T0 + 63
+
+
+def test_a_refused_admission_gives_back_what_it_held():
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    who = identity(key={"max_budget": 1.0, "rpm_limit": 1, "tpm_limit": 1_000})
+    authorizer.charge_now(admit_reserving(authorizer, who, Reservation(0.5, 500)), 0.0, 0, T0)
+    assert "requests per minute" in refused_reserving(authorizer, who, Reservation(0.5, 500), T0 + 1).message
+    state = authorizer.ledger.states[("key", "h" * 64)]
+    assert state.held == 0.0 and authorizer.counters._windows["key:" + "h" * 64].held == 0
+
+
+def test_the_worst_case_is_worked_out_only_when_something_holds_it():
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    calls: list[int] = []
+
+    def reserve() -> Reservation:
+        calls.append(1)
+        return Reservation(0.1, 10)
+
+    asyncio.run(authorizer.admit(identity(key={"rpm_limit": 5}), "m", T0, reserve=reserve))
+    assert calls == []  # no budget, no tpm limit: nothing to hold
+    grant = asyncio.run(authorizer.admit(identity(key={"max_budget": 5.0}), "m", T0, reserve=reserve))
+    assert calls == [1] and grant.held_cost == 0.1
+
+
+def test_a_grant_is_charged_once():
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    who = identity(key={"max_budget": 1.0})
+    grant = admit_reserving(authorizer, who, Reservation(0.2, 0))
+    authorizer.charge_now(grant, 0.1, 0, T0)
+    authorizer.charge_now(grant, 0.1, 0, T0)
+    asyncio.run(authorizer.charge(grant, 0.1, 0, T0))
+    assert authorizer.ledger.states[("key", "h" * 64)].spend == pytest.approx(0.1)
+
+
+def test_a_client_that_leaves_during_admission_holds_nothing():
+    class Stalled(LocalCounters):
+        async def admit(self, checks, now, hold=0):  # type: ignore[no-untyped-def]
+            raise asyncio.CancelledError  # the client disconnected while the shared counters answered
+
+    authorizer = Authorizer(Ledger(), Stalled())
+    who = identity(key={"max_budget": 1.0, "rpm_limit": 5})
+    with pytest.raises(asyncio.CancelledError):
+        admit_reserving(authorizer, who, Reservation(0.5, 0))
+    assert authorizer.ledger.states[("key", "h" * 64)].held == 0.0
+
+
+# --- per-model limits name what serves the request ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limit", "model", "group", "applies"),
+    [
+        ("claude-sonnet-4-5", "claude-sonnet-4-5", "claude-sonnet-4-5", True),  # the group by its name
+        ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "claude-*", True),  # the escape
+        ("claude-sonnet-4-5", "claude-sonnet-4-5-latest", "claude-*", True),
+        ("claude-sonnet-4-5", "anthropic/claude-sonnet-4.5", "*", True),
+        ("claude-sonnet-4-5", "Claude-Sonnet-4-5", "*", True),
+        ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "claude-sonnet-4-5", True),  # same model either way
+        ("claude-*", "claude-haiku-4-5", "claude-*", True),  # a pattern group's name: all it serves
+        ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-*", False),
+        ("claude-sonnet-4-5", "claude-sonnet-4", "claude-*", False),
+        ("claude-*", "claude-haiku-4-5", "haiku", False),  # served by another group
+        ("fast", "fast", "fast", True),  # an alias group
+        ("claude-haiku-4-5", "fast", "fast", False),  # the group's upstream model is not its name
+    ],
+)
+def test_per_model_limits_apply_to_the_serving_group_and_the_model_it_serves(limit, model, group, applies):
+    assert (per_model_limits([limit], model, group) == [limit]) is applies
+
+
+def test_dated_spellings_share_one_per_model_count():
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    who = identity(key={"model_rpm_limit": {"claude-sonnet-4-5": 2}})
+    for model in ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5-latest"):
+        asyncio.run(authorizer.admit(who, model, T0, group="claude-*"))
+    with pytest.raises(GatewayError) as caught:
+        asyncio.run(authorizer.admit(who, "claude-sonnet-4-5-20250929", T0, group="claude-*"))
+    assert "key's 'claude-sonnet-4-5' requests per minute limit (2)" in caught.value.message
+    asyncio.run(authorizer.admit(who, "claude-haiku-4-5", T0, group="claude-*"))  # another model: its own

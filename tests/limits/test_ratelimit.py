@@ -149,3 +149,27 @@ def test_tokens_coalesce_too():
     check = RateCheck("key:a", "key", tpm=10_000)
     assert counters.admit_now([check], T0 + 20).refusal.limit == "tpm"
     assert counters.admit_now([check], T0 + 10 + WINDOW).quota.tpm_remaining == 10_000
+
+
+def test_held_tokens_count_until_the_real_ones_replace_them():
+    counters = LocalCounters()
+    check = RateCheck("key:t", "key", tpm=100)
+    first = counters.admit_now([check], T0, hold=50)
+    assert first.refusal is None and first.hold is not None and first.quota.tpm_remaining == 50
+    assert counters.admit_now([check], T0, hold=50).refusal is None  # 50 held: still under 100
+    refused = counters.admit_now([check], T0, hold=1)
+    assert refused.refusal is not None and refused.refusal.limit == "tpm" and refused.refusal.retry_after == 1.0
+    counters.add_tokens_now(["key:t"], 30, T0 + 1, held=50)  # one ended having used 30
+    admitted = counters.admit_now([check], T0 + 2, hold=10)
+    assert admitted.refusal is None and admitted.quota.tpm_remaining == 100 - 30 - 50 - 10
+    assert counters.admit_now([RateCheck("key:r", "key", rpm=5)], T0, hold=50).hold is None  # no tpm: nothing held
+
+
+def test_a_window_holding_tokens_is_not_swept():
+    counters = LocalCounters()
+    counters.admit_now([RateCheck("key:t", "key", tpm=100)], T0, hold=20)
+    counters._sweep(T0 + WINDOW + 1)
+    assert counters._windows["key:t"].held == 20
+    counters.add_tokens_now(["key:t"], 0, T0 + WINDOW + 1, held=20)
+    counters._sweep(T0 + WINDOW + 2)
+    assert counters._windows == {}

@@ -157,3 +157,37 @@ def test_failover_uses_local_counters_while_redis_is_down_and_returns():
         await link.close()
 
     asyncio.run(main())
+
+
+def test_held_tokens_are_shared_settled_and_leased(services):
+    check = RateCheck("key:h", "key", tpm=100)
+
+    async def body(a: RedisCounters, b: RedisCounters) -> None:
+        first = await a.admit([check], T0, hold=2_000)
+        assert first.refusal is None and first.hold is not None
+        refused = await b.admit([check], T0 + 1, hold=2_000)  # the other instance sees the hold
+        assert refused.refusal is not None and refused.refusal.limit == "tpm" and refused.refusal.retry_after == 1.0
+        await a.add_tokens(["key:h"], 40, T0 + 2, first.hold)  # the request used 40: the hold goes
+        second = await b.admit([check], T0 + 3, hold=60)
+        assert second.refusal is None and second.quota.tpm_remaining == 0  # 100 - 40 used - 60 held
+        # instance b "crashes" with 60 held: nobody renews the hold, which lapses after the lease
+        assert (await a.admit([check], T0 + LEASE - 1, hold=50)).refusal is not None
+        assert (await a.admit([check], T0 + LEASE + 4, hold=50)).refusal is None
+
+    with_counters(services.redis, body, instances=2)
+
+
+def test_failover_drops_a_hold_where_it_was_made():
+    async def main() -> None:
+        link = RedisLink(f"redis://127.0.0.1:{free_port()}/0", Metrics(), "test:")
+        await link.start()  # down: admissions are local
+        counters = FailoverCounters(RedisCounters(link, lambda: T0), LocalCounters(), link)
+        check = RateCheck("key:f", "key", tpm=100)
+        first = await counters.admit([check], T0, hold=100)
+        assert (await counters.admit([check], T0, hold=80)).refusal is not None
+        await counters.add_tokens(["key:f"], 10, T0 + 1, first.hold, 100)
+        assert (await counters.admit([check], T0 + 2, hold=80)).quota.tpm_remaining == 100 - 10 - 80
+        await counters.close()
+        await link.close()
+
+    asyncio.run(main())
