@@ -90,6 +90,9 @@ class RouterSettings:
     """Longest upstream ``retry-after`` keystile will wait for before retrying."""
     max_retries_cap: int = 5
     """Upper bound for the per-request ``x-keystile-max-retries`` header."""
+    client_may_raise_retries: bool = False
+    """Whether that header may ask for more retries than the group is configured with
+    (up to ``max_retries_cap``); by default it can only lower them."""
     timeout_cap: float = 600.0
     """Upper bound for the per-request ``x-keystile-timeout`` header, in seconds."""
     connect_timeout: float = 10.0

@@ -153,6 +153,7 @@ def read_router(f: Fields, model_names: set[str]) -> RouterSettings:
         retry_backoff=_num(f.duration("retry_backoff", d.retry_backoff), d.retry_backoff),
         retry_after_cap=_num(f.duration("retry_after_cap", d.retry_after_cap), d.retry_after_cap),
         max_retries_cap=_int(f.integer("max_retries_cap", d.max_retries_cap), d.max_retries_cap),
+        client_may_raise_retries=f.boolean("client_may_raise_retries", d.client_may_raise_retries),
         timeout_cap=_num(f.duration("timeout_cap", d.timeout_cap), d.timeout_cap),
         connect_timeout=_num(f.duration("connect_timeout", d.connect_timeout), d.connect_timeout),
         timeout=_num(f.duration("timeout", d.timeout), d.timeout),

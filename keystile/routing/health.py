@@ -11,8 +11,9 @@ A deployment is in one of three states::
                          the probe fails ──► cooling down again
 
 Only failures that say something about the deployment count (429, 5xx, 529, timeouts,
-connection errors); a client's 4xx does not. A request that ends without a verdict (client
-gone, 4xx answer) just leaves, and if it was the probe, the next request probes instead.
+connection errors); a client's 4xx does not, nor a timeout the client shortened itself
+(``RoutePlan.failed`` decides). A request that ends without a verdict (client gone, 4xx
+answer) just leaves, and if it was the probe, the next request probes instead.
 
 Sharing across processes (Redis) would implement the same four transitions
 (``started`` / ``succeeded`` / ``failed`` / ``released``) against shared keys, but only

@@ -5,6 +5,7 @@
     deployment = plan.next()          # None: nothing left to try
     ...call it...
     plan.failed(retry_after=…)        # counts against it; returns the wait before the next try
+    plan.failed(timed_out=True)       # …no answer in time (not counted if the client cut the time)
     plan.succeeded(latency, tokens)   # or: plan.answered(latency) … plan.done(tokens)
     plan.release()                    # always, at the end: closes an attempt left open
 
@@ -14,8 +15,14 @@ after an exponential backoff with jitter, or the upstream's ``retry-after`` up t
 groups, without waiting. The choice inside a group is ``strategies.choose``; the health it
 reads and writes is ``health.HealthTable``.
 
-Retries allowed per group: the ``x-keystile-max-retries`` header (already capped) if sent,
-else the failed deployment's ``max_retries``, else ``router.num_retries``.
+Retries allowed per group: the failed deployment's ``max_retries``, else ``router.num_retries``;
+the ``x-keystile-max-retries`` header may lower that (raise it too, up to ``max_retries_cap``,
+only with ``router.client_may_raise_retries``).
+
+A client's own overrides never make a deployment look unhealthy: a timeout the client
+shortened (``x-keystile-timeout`` below the deployment's) does not count toward its cooldown.
+Attempts the upstream received but whose usage keystile never saw (timed out, or broken
+before an answer) are counted in ``lost_attempts``, so the request can be charged for them.
 """
 
 from __future__ import annotations
@@ -128,9 +135,10 @@ class Router:
             found = self._concrete[key] = replace(deployment, model=requested)
         return found
 
-    def plan(self, model_name: str, *, max_retries: int | None = None) -> "RoutePlan":
-        """``max_retries``: the request's own (capped) retry count, overriding the configured ones."""
-        return RoutePlan(self, model_name, max_retries)
+    def plan(self, model_name: str, *, max_retries: int | None = None, timeout: float | None = None) -> "RoutePlan":
+        """``max_retries``: the request's own retry count (``x-keystile-max-retries``);
+        ``timeout``: its own seconds to the first byte (``x-keystile-timeout``), if it set them."""
+        return RoutePlan(self, model_name, max_retries, timeout)
 
     def health(self, wall_now: float) -> list[dict]:
         """Every deployment's state for ``GET /health``: no upstream calls, just what was seen."""
@@ -159,8 +167,11 @@ class RoutePlan:
         "router",
         "requested",
         "max_retries",
+        "timeout",
         "group_name",
         "attempts",
+        "lost_attempts",
+        "_deployment",
         "_groups",
         "_next_group",
         "_group",
@@ -171,11 +182,16 @@ class RoutePlan:
         "_primary",
     )
 
-    def __init__(self, router: Router, requested: str, max_retries: int | None) -> None:
+    def __init__(self, router: Router, requested: str, max_retries: int | None, timeout: float | None = None) -> None:
         self.router = router
         self.requested = requested
         self.max_retries = max_retries
+        self.timeout = timeout
+        """The request's own first-byte timeout, or None: each deployment's."""
         self.attempts = 0
+        self.lost_attempts = 0
+        """Attempts the upstream received (and may bill) whose usage keystile never saw."""
+        self._deployment: Deployment | None = None
         group = router.group(requested)
         self.group_name = group.name if group is not None else requested
         self._primary = group
@@ -210,7 +226,8 @@ class RoutePlan:
         self.attempts += 1
         self._current = health
         self._probe = router.table.started(health, now)
-        return router.concrete(deployments[index], self.requested)
+        deployment = self._deployment = router.concrete(deployments[index], self.requested)
+        return deployment
 
     def answered(self, latency: float | None) -> None:
         """The current deployment has started a good answer (``latency``: seconds until it did)."""
@@ -232,8 +249,13 @@ class RoutePlan:
         """End of the request: an attempt still open ends without a verdict (client gone, error)."""
         self.done()
 
-    def failed(self, *, retry_after: float | None = None) -> float:
+    def failed(self, *, retry_after: float | None = None, timed_out: bool = False, received: bool = False) -> float:
         """The current attempt failed in a way that counts against the deployment.
+
+        ``timed_out``: no first byte within the timeout (the upstream had the whole request);
+        when the request had shortened that timeout itself, the failure is the client's and
+        does not count against the deployment. ``received``: the upstream had the request but
+        its answer broke before keystile saw its usage. Either counts in ``lost_attempts``.
 
         Closes the attempt and returns how long to wait before ``next()``: nothing when
         another deployment of the group (or a fallback group) is next; otherwise the
@@ -245,16 +267,20 @@ class RoutePlan:
         router = self.router
         settings = router.settings
         now = router.clock()
-        router.table.failed(health, now)
+        if timed_out or received:
+            self.lost_attempts += 1
+        if not (timed_out and self._client_shortened_timeout()):
+            router.table.failed(health, now)
         self.done()
         group = self._group
         if group is None:
             return 0.0
-        limit = self.max_retries
+        limit = group.deployments[group.health.index(health)].max_retries
         if limit is None:
-            limit = group.deployments[group.health.index(health)].max_retries
-            if limit is None:
-                limit = settings.num_retries
+            limit = settings.num_retries
+        if self.max_retries is not None:
+            asked = min(self.max_retries, settings.max_retries_cap)
+            limit = asked if settings.client_may_raise_retries else min(asked, limit)
         if self._group_attempts > limit:
             self._group = None  # retries used up: on to the fallbacks, without waiting
             return 0.0
@@ -265,6 +291,13 @@ class RoutePlan:
         if retry_after is not None:
             delay = max(delay, min(retry_after, settings.retry_after_cap))
         return delay
+
+    def _client_shortened_timeout(self) -> bool:
+        """The request's own timeout is below what the current deployment is configured to wait."""
+        deployment = self._deployment
+        if self.timeout is None or deployment is None:
+            return False
+        return self.timeout < (deployment.timeout or self.router.settings.timeout)
 
     def context_window_exceeded(self) -> bool:
         """The prompt is too long for the current group: switch to its context-window fallbacks."""

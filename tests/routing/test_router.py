@@ -426,3 +426,90 @@ def test_litellm_config_takes_keystile_settings_from_its_keystile_section(tmp_pa
     assert router.strategies == (("gpt", "capacity"),) and router.stream_idle_timeout == 45.0
     assert Router(settings).group("gpt").strategy == "capacity"
     assert any("keystile.colour" in w and "unknown setting" in w for w in settings.warnings), settings.warnings
+
+
+# --- a client's own overrides ------------------------------------------------------------------
+
+
+def test_a_timeout_the_client_shortened_does_not_count_toward_cooldown():
+    cooldowns: list = []
+    deployments = [Deployment("a", "mock", f"up{i}", id=f"a#{i}", timeout=30.0) for i in range(2)]
+    router, _ = make_router_from(deployments, cooldowns=cooldowns, num_retries=5, cooldown_failures=1)
+    for _ in range(2):  # the issue: two requests at 1 ms, each retried on both deployments
+        plan = router.plan("a", max_retries=5, timeout=0.001)
+        while plan.next() is not None:
+            plan.failed(timed_out=True)
+        assert plan.attempts == 6 and plan.lost_attempts == 6  # num_retries 5 here; each attempt reached the upstream
+    assert cooldowns == [("a#0", False), ("a#1", False)]  # only the initial gauges: nobody cooled down
+    assert [state(router, f"a#{i}").failures for i in range(2)] == [0, 0]
+    assert all(state(router, f"a#{i}").available(0.0) for i in range(2))
+
+
+def test_a_timeout_at_or_above_the_configured_one_still_counts():
+    deployments = [Deployment("a", "mock", "up", id="a#0", timeout=0.5)]
+    router, clock = make_router_from(deployments, num_retries=0, cooldown_failures=1)
+    plan = router.plan("a", timeout=1.0)  # the client waited longer than the deployment would have
+    plan.next()
+    plan.failed(timed_out=True)
+    assert state(router, "a#0").state(clock.now) == "cooling_down"
+    plan = router.plan("a", timeout=0.5)
+    router.table.succeeded(state(router, "a#0"), 0.1, clock.now + 100)  # (healthy again)
+    plan.next()
+    plan.failed(timed_out=True)  # the same timeout as configured: the deployment's fault
+    assert state(router, "a#0").failures == 2
+
+
+def test_the_router_timeout_is_the_configured_one_when_a_deployment_sets_none():
+    router, _ = make_router({"a": 1}, num_retries=0, cooldown_failures=1, timeout=60.0)
+    plan = router.plan("a", timeout=10.0)
+    plan.next()
+    plan.failed(timed_out=True)
+    assert state(router, "a#0").failures == 0 and plan.lost_attempts == 1
+
+
+def test_connect_failures_and_error_statuses_are_not_lost_attempts():
+    router, _ = make_router({"a": 2}, num_retries=1, cooldown_failures=10)
+    plan = router.plan("a", timeout=0.001)
+    plan.next()
+    plan.failed()  # could not connect, or a 5xx: the deployment's fault, nothing to bill
+    plan.next()
+    plan.failed(received=True)  # the answer broke after the upstream had the request
+    assert plan.lost_attempts == 1 and state(router, "a#0").failures + state(router, "a#1").failures == 2
+
+
+@pytest.mark.parametrize(
+    ("asked", "raise_allowed", "attempts"),
+    [
+        (None, False, 3),  # the group's configured 2 retries
+        (0, False, 1),
+        (1, False, 2),
+        (5, False, 3),  # a client cannot ask for more than the configuration gives
+        (5, True, 5),  # unless the configuration allows it, up to max_retries_cap (4)
+        (1, True, 2),
+    ],
+)
+def test_the_retry_header_is_bounded_by_the_configuration(asked, raise_allowed, attempts):
+    router, _ = make_router(
+        {"a": 2}, num_retries=2, max_retries_cap=4, client_may_raise_retries=raise_allowed, cooldown_failures=100, retry_backoff=0.0
+    )
+    plan = router.plan("a", max_retries=asked)
+    while plan.next() is not None:
+        plan.failed()
+    assert plan.attempts == attempts
+
+
+def test_a_deployment_max_retries_bounds_the_header_too():
+    deployments = [Deployment("a", "mock", "up", id="a#0", max_retries=1)]
+    router, _ = make_router_from(deployments, num_retries=3, cooldown_failures=100)
+    plan = router.plan("a", max_retries=3)
+    while plan.next() is not None:
+        plan.failed()
+    assert plan.attempts == 2
+
+
+def test_client_may_raise_retries_is_read_from_the_config(tmp_path):
+    path = tmp_path / "keystile.yaml"
+    path.write_text("models:\n  - name: m\n    provider: mock\nrouter:\n  client_may_raise_retries: true\n")
+    assert load_settings(str(path)).router.client_may_raise_retries is True
+    path.write_text("models:\n  - name: m\n    provider: mock\n")
+    assert load_settings(str(path)).router.client_may_raise_retries is False
