@@ -28,7 +28,8 @@ MAX_RESERVED_TOKENS = 100_000_000
 """Bound on a client-chosen ``max_tokens`` as reserved (no model answers more; keeps the sums exact)."""
 
 _OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-"""Anthropic and OpenAI Chat ``max_tokens``, OpenAI's newer ``max_completion_tokens``, Responses' ``max_output_tokens``."""
+"""Anthropic and OpenAI Chat ``max_tokens``, OpenAI's newer ``max_completion_tokens``, Responses'
+``max_output_tokens`` (and Gemini's ``generationConfig.maxOutputTokens``, looked up after them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,11 @@ def output_limit(body: dict, default: int) -> int:
     """The most output tokens the request asks for, or ``default`` when it sets no limit."""
     for name in _OUTPUT_FIELDS:
         value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return min(value, MAX_RESERVED_TOKENS)
+    config = body.get("generationConfig")  # Gemini
+    if isinstance(config, dict):
+        value = config.get("maxOutputTokens")
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return min(value, MAX_RESERVED_TOKENS)
     return default

@@ -32,6 +32,7 @@ from keystile.providers.anthropic import AnthropicProvider
 from keystile.providers.base import Operation, Provider
 from keystile.providers.mock import MockProvider
 from keystile.providers.openai import AzureOpenAIProvider, OpenAIProvider
+from keystile.limits.reservation import Reserver
 from keystile.routing.router import Router
 from keystile.server import admin, catalog
 from keystile.server.http import JSON_TYPE, Receive, Scope, Send, header_value, send_bytes, send_error
@@ -121,6 +122,8 @@ class Gateway:
             self.shared = await connect_shared_state(self, settings.redis_url)
             self.counters = self.shared.counters
         self.accountant = Accountant(self.authorizer, self.writer, self.metrics, self.clock.now, settings.spend.prices_file)
+        self.reserver = Reserver(self.accountant.price, self.router.concrete, settings.default_max_tokens)
+        """Each admitted request's worst case, held in its budgets and tpm limits while it runs."""
         self.writer.start()
         self.access_log.start()
         self._revision = await self.store.auth_revision()

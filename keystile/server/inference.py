@@ -144,7 +144,8 @@ class InferenceHandler:
             credentials = credentials_from(seen)
             identity = await gw.authenticator.authenticate(credentials)
             request = read_request(await read_body(receive, self.max_body, _content_length(seen)), endpoint, scope)
-            if gw.router.group(request.model) is None:
+            group = gw.router.group(request.model)
+            if group is None:
                 raise GatewayError(
                     ErrorKind.MODEL_NOT_FOUND,
                     f"Model {quote(request.model)} is not served by this gateway. "
@@ -155,7 +156,13 @@ class InferenceHandler:
                 gw.authorizer.check_model(identity, request.model)
                 grant = Grant()
             else:
-                grant = await gw.authorizer.admit(identity, request.model, gw.clock.now())
+                grant = await gw.authorizer.admit(
+                    identity,
+                    request.model,
+                    gw.clock.now(),
+                    group=group.name,
+                    reserve=lambda: gw.reserver(request.body, group, request.model, generates=request.operation is Operation.GENERATE),
+                )
         except GatewayError as error:
             if identity is None or endpoint.operation is Operation.COUNT_TOKENS:
                 await send_error(send, fmt, error)
@@ -376,9 +383,9 @@ class _Call:
 
     async def run(self) -> None:
         gw = self.gw
-        plan = self.plan = gw.router.plan(self.request.model, max_retries=self._max_retries())
-        failure: UpstreamFailure | None = None  # built only when an attempt fails
         timeout = self._requested_timeout()
+        plan = self.plan = gw.router.plan(self.request.model, max_retries=self._max_retries(), timeout=timeout)
+        failure: UpstreamFailure | None = None  # built only when an attempt fails
         operation = self.endpoint.operation
         while True:
             deployment = plan.next()
@@ -415,7 +422,10 @@ class _Call:
                 failure = UpstreamFailure(error=_upstream_error(exc, deployment))
                 gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
                 self._attempt_failed(deployment, _describe_exception(exc))
-                await self._backoff(plan.failed())
+                # No first byte in time: the upstream has the request (and the plan knows whether
+                # the client's own shortened timeout is to blame rather than the deployment).
+                timed_out = isinstance(exc, UpstreamTimeout) and exc.phase == "first_byte"
+                await self._backoff(plan.failed(timed_out=timed_out))
                 continue
             self.response = response
             if response.status >= 400:
@@ -446,7 +456,7 @@ class _Call:
             except _RetryableBodyFailure as exc:
                 failure = exc.failure
                 self._attempt_failed(deployment, failure.error.message if failure.error else f"in-band error {failure.status}")
-                await self._backoff(plan.failed())
+                await self._backoff(plan.failed(received=exc.received))
                 continue
             return
 
@@ -550,7 +560,7 @@ class _Call:
             data = await response.read()
         except UpstreamError as exc:
             self.upstream_wait += perf_counter() - asked
-            raise _RetryableBodyFailure(_upstream_error(exc, self.deployment)) from None
+            raise _RetryableBodyFailure(_upstream_error(exc, self.deployment), received=True) from None
         finally:
             await response.aclose()
         latency = perf_counter() - asked
@@ -604,7 +614,7 @@ class _Call:
         except UpstreamError as exc:
             await response.aclose()
             self.upstream_wait += perf_counter() - asked
-            raise _RetryableBodyFailure(_upstream_error(exc, self.deployment)) from None
+            raise _RetryableBodyFailure(_upstream_error(exc, self.deployment), received=True) from None
         latency = perf_counter() - asked
         self.upstream_wait += latency
         out = relay.feed(first) if first else relay.end()
@@ -764,6 +774,16 @@ class _Call:
         elapsed = perf_counter() - self.t0
         gw.metrics.observe_overhead(max(elapsed - self.upstream_wait, 0.0))
         plan = self.plan
+        if plan is not None and plan.lost_attempts:
+            # Attempts the upstream received but whose usage keystile never saw (timed out, broke
+            # before answering): charged at least their input, estimated.
+            usage = self.usage
+            self.usage = Usage(
+                usage.input_tokens + plan.lost_attempts * self._estimate_input(),
+                usage.output_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+            )
         cost = 0.0
         if self.accountable:
             cost = await self._record(elapsed)
@@ -829,8 +849,10 @@ class _Call:
 class _RetryableBodyFailure(Exception):
     """The upstream failed after its status line but before anything reached the client."""
 
-    def __init__(self, error: GatewayError | None = None, *, failure: UpstreamFailure | None = None) -> None:
+    def __init__(self, error: GatewayError | None = None, *, failure: UpstreamFailure | None = None, received: bool = False) -> None:
         self.failure = failure or UpstreamFailure(error=error)
+        self.received = received
+        """The upstream had the request and its answer broke before its usage: it may bill it."""
 
 
 def _stream_start_failure(first: bytes, wire: ApiFormat) -> UpstreamFailure | None:

@@ -26,6 +26,8 @@ def chat(text: str, **extra: object) -> dict:
         ({"max_tokens": 512}, 512),  # Anthropic Messages, OpenAI Chat (legacy)
         ({"max_completion_tokens": 300}, 300),  # OpenAI Chat
         ({"max_output_tokens": 2000}, 2000),  # OpenAI Responses
+        ({"generationConfig": {"maxOutputTokens": 700}}, 700),  # Gemini
+        ({"generationConfig": None}, 4096),
         ({}, 4096),  # none set: the configured default
         ({"max_tokens": True}, 4096),  # a boolean is not a number
         ({"max_tokens": 0}, 4096),
