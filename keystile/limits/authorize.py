@@ -58,6 +58,11 @@ class Grant:
     """Room held in the shared (Redis) budgets until the request's cost is known."""
     charged: bool = False
 
+    @property
+    def holding(self) -> bool:
+        """Holds a reservation that neither ``charge`` nor ``unreserve`` has given back yet."""
+        return not self.charged and (bool(self.held_budgets) or self.token_hold is not None or self.shared_hold is not None)
+
 
 def entities_of(identity: Identity) -> tuple[Entity, ...]:
     out: list[Entity] = []
@@ -173,7 +178,7 @@ class Authorizer:
                 if admission.hold is not None:
                     grant.held_tokens, grant.token_hold = hold, admission.hold
         except BaseException:  # refused, Redis failed, or the client left: give back what was held
-            await self._unhold(grant)
+            await self.unreserve(grant)
             raise
         return grant
 
@@ -193,14 +198,19 @@ class Authorizer:
             + _reset_note(self.ledger, refusal.entity, now),
         )
 
-    async def _unhold(self, grant: Grant) -> None:
-        """Undo a refused admission's holds (nothing was used)."""
+    async def unreserve(self, grant: Grant) -> None:
+        """Give back what the grant holds, charging nothing: for a refused admission, or a request
+        whose accounting failed before ``charge`` (a hold must never outlive its request)."""
+        if grant.charged:
+            return
         grant.charged = True
         if grant.held_budgets:
             Ledger.unhold(grant.held_budgets, grant.held_cost)
         if grant.shared_hold is not None:
             hold, grant.shared_hold = grant.shared_hold, None
             await self.shared_budgets.settle(hold, 0.0)  # type: ignore[union-attr]
+        if grant.token_hold is not None and grant.token_scopes:
+            await self.counters.add_tokens(grant.token_scopes, 0, 0.0, grant.token_hold, grant.held_tokens)
 
     @property
     def in_memory(self) -> bool:

@@ -759,7 +759,11 @@ class _Call:
             authorizer.release_now(self.grant)
         else:
             await authorizer.release(self.grant)
-        await self._account()
+        try:
+            await self._account()
+        finally:
+            if self.grant.holding:  # accounting failed before charging: its reservation must not stay held
+                await authorizer.unreserve(self.grant)
 
     async def _account(self) -> None:
         relay = self.relay

@@ -289,3 +289,17 @@ def test_dated_spellings_share_one_per_model_count():
         asyncio.run(authorizer.admit(who, "claude-sonnet-4-5-20250929", T0, group="claude-*"))
     assert "key's 'claude-sonnet-4-5' requests per minute limit (2)" in caught.value.message
     asyncio.run(authorizer.admit(who, "claude-haiku-4-5", T0, group="claude-*"))  # another model: its own
+
+
+def test_unreserve_gives_back_a_hold_whose_request_was_never_charged():
+    authorizer = Authorizer(Ledger(), LocalCounters())
+    who = identity(key={"max_budget": 1.0, "tpm_limit": 100})
+    grant = admit_reserving(authorizer, who, Reservation(0.9, 90))
+    assert grant.holding
+    asyncio.run(authorizer.unreserve(grant))  # its accounting failed: nothing charged, nothing held
+    assert not grant.holding
+    assert authorizer.ledger.states[("key", "h" * 64)].held == 0.0
+    assert authorizer.counters._windows["key:" + "h" * 64].held == 0
+    authorizer.charge_now(grant, 0.5, 50, T0)  # and it cannot be charged afterwards
+    assert authorizer.ledger.states[("key", "h" * 64)].spend == 0.0
+    assert not Grant().holding
