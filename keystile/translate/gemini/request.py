@@ -501,7 +501,7 @@ def _tool(declaration: object, at: str) -> dict:
     openapi = declaration.get("parameters")
     json_schema = field(declaration, "parametersJsonSchema")
     if openapi is not None and json_schema is not None:
-        raise invalid(f"{at}: give parameters or parametersJsonSchema, not both", f"{at}.parametersJsonSchema")
+        raise invalid(f"{at}.parametersJsonSchema: give parameters or parametersJsonSchema, not both", f"{at}.parametersJsonSchema")
     if json_schema is not None:
         schema = normalize_json_schema(json_schema, f"{at}.parametersJsonSchema")
     elif openapi is not None:
@@ -548,7 +548,9 @@ def _convert_json_mode(generation: dict, out: dict) -> None:
     openapi = field(generation, "responseSchema")
     json_schema = field(generation, "responseJsonSchema")
     if openapi is not None and json_schema is not None:
-        raise invalid("generationConfig: give responseSchema or responseJsonSchema, not both", "generationConfig.responseJsonSchema")
+        raise invalid(
+            "generationConfig.responseJsonSchema: give responseSchema or responseJsonSchema, not both", "generationConfig.responseJsonSchema"
+        )
     if mime is None or mime.lower() != "application/json":
         if mime is not None and mime.lower() != "text/plain":
             log.debug("gemini→anthropic request: responseMimeType %r has no Messages equivalent; dropping it", mime)
@@ -572,7 +574,7 @@ def _convert_thinking(config: object, client_max: int | None, default_max_tokens
     budget_raw = field(config, "thinkingBudget")
     level = optional_str(field(config, "thinkingLevel"), f"{at}.thinkingLevel")
     if budget_raw is not None and level is not None:
-        raise invalid(f"{at}: give thinkingBudget or thinkingLevel, not both", f"{at}.thinkingLevel")
+        raise invalid(f"{at}.thinkingLevel: give thinkingBudget or thinkingLevel, not both", f"{at}.thinkingLevel")
     if budget_raw is not None:
         if isinstance(budget_raw, bool) or not isinstance(budget_raw, int) or budget_raw < -1:
             raise invalid(f"{at}.thinkingBudget: expected an integer ≥ -1, got {budget_raw!r}"[:200], f"{at}.thinkingBudget")
