@@ -17,6 +17,13 @@ import orjson
 from keystile.sse import SSEParser
 
 
+# A real two-chunk stream from gemini-2.5-flash (simonw/llm-gemini#97), framed as Google frames it.
+RECORDED = (
+    b'data: {"candidates": [{"content": {"parts": [{"text": "Here you go!\\n\\n1.  **English:** Hi\\n2.  **Spanish:** Hola\\n3.  **French:** Bonjour\\n4.  **German:** Hallo\\n5.  "}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 5,"candidatesTokenCount": 39,"totalTokenCount": 230,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 5}],"thoughtsTokenCount": 186},"modelVersion": "models/gemini-2.5-flash-preview-05-20","responseId": "AdVRaMmDCYekqtsPrb_-iAw"}\r\n\r\n'
+    b'data: {"candidates": [{"content": {"parts": [{"text": "**Italian:** Ciao"}],"role": "model"},"finishReason": "STOP","index": 0}],"usageMetadata": {"promptTokenCount": 5,"candidatesTokenCount": 44,"totalTokenCount": 235,"promptTokensDetails": [{"modality": "TEXT","tokenCount": 5}],"thoughtsTokenCount": 186},"modelVersion": "models/gemini-2.5-flash-preview-05-20","responseId": "AdVRaMmDCYekqtsPrb_-iAw"}\r\n\r\n'
+)
+
+
 class GeminiSDKServer:
     def __init__(self) -> None:
         self.responses: deque[tuple[int, str, bytes]] = deque()

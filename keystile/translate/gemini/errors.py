@@ -117,7 +117,8 @@ def gemini_error_object_to_anthropic(obj: object, status: int) -> dict:
     code = inner.get("code")
     if not status and isinstance(code, int) and not isinstance(code, bool) and code >= 400:
         status = code
-    hinted = _KIND_FOR_GOOGLE_STATUS.get(inner.get("status"))  # type: ignore[arg-type]
+    google = inner.get("status")
+    hinted = _KIND_FOR_GOOGLE_STATUS.get(google) if isinstance(google, str) else None
     if status >= 400:
         kind = kind_for_status(status)
         if hinted is not None and hinted.status == kind.status:
@@ -140,7 +141,8 @@ def anthropic_error_to_gemini(obj: dict, status: int) -> dict:
     if not isinstance(message, str) or not message:
         message = f"upstream error (HTTP {status})" if status else "upstream error"
     if not status:
-        status = _CODE_FOR_ANTHROPIC_TYPE.get(inner.get("type"), 500)  # type: ignore[arg-type]
+        kind = inner.get("type")
+        status = _CODE_FOR_ANTHROPIC_TYPE.get(kind, 500) if isinstance(kind, str) else 500
     return gemini_error_body(status, message)
 
 

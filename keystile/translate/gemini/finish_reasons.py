@@ -67,6 +67,8 @@ def finish_reason_for(stop_reason: object) -> str:
 
 def stop_reason_for(finish_reason: object, *, has_tool_calls: bool) -> str | None:
     """Anthropic ``stop_reason`` for a Gemini ``finishReason``; None for one of ``FAILED``."""
+    if not isinstance(finish_reason, str):
+        finish_reason = None
     if finish_reason in FAILED:
         return None
     if finish_reason in BLOCKED:
