@@ -49,9 +49,11 @@ Decisions, and why — Gemini → Messages:
 - ``thinkingConfig`` → ``thinking: enabled`` with a budget: ``thinkingBudget`` N → N (at
   least Anthropic's 1,024), -1 (dynamic) → 8,192, 0 → off; ``thinkingLevel`` MINIMAL/LOW/
   MEDIUM/HIGH/XHIGH → 1,024/2,048/8,192/24,576/32,768 (``reasoning_effort``'s table); both at
-  once → 400, as at Google. No ``thinkingConfig`` → no thinking (Claude's default; Gemini
-  models think by default, but Claude thinking costs a budget the client did not ask for).
-  ``includeThoughts`` is not needed: Claude's thinking is always returned, as thought parts.
+  once → 400, as at Google; ``includeThoughts`` alone asks for the model's default, dynamic
+  thinking: 8,192. No ``thinkingConfig`` → no thinking (Claude's default; Gemini models think
+  by default, but Claude thinking costs a budget the client did not ask for). Whether
+  thoughts are shown is not mapped: Claude's thinking always comes back, as thought parts,
+  which Gemini clients that did not ask for them leave out of ``response.text``.
   With no ``maxOutputTokens``, ``max_tokens`` becomes ``default_max_tokens`` plus the budget,
   at most 32,000 (the smallest output limit of a thinking Claude model), so thinking does not
   eat the answer; with one, the budget is clamped below it. Thinking is left off where
