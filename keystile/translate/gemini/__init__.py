@@ -5,7 +5,8 @@ its request into a Messages request and the Messages answer back into Gemini's s
 Gemini upstream (AI Studio, Vertex) is reached the other way round. Pairs with a third
 format go through the hub twice (Gemini → Messages → Chat Completions).
 
-    request.py   GenerateContentRequest ⇄ Messages request (and countTokens bodies)
+    request.py   GenerateContentRequest ⇄ Messages request (and countTokens bodies), the entry
+                 points of request_to_messages.py and request_to_gemini.py
     response.py  GenerateContentResponse ⇄ Messages response
     stream.py    ``alt=sse`` stream ⇄ Messages SSE, one event at a time
     errors.py    Google's ``{"error":{code,message,status}}`` ⇄ Anthropic error objects
