@@ -13,6 +13,7 @@ import pytest
 
 from .translation_harness import FIXTURES, case_params, load_cases
 from keystile.errors import ErrorKind, GatewayError
+from keystile.translate.claude_code import without_billing_header
 from keystile.translate.gemini.request import (
     gemini_count_tokens_response,
     gemini_count_tokens_to_messages,
@@ -68,7 +69,7 @@ def test_gemini_output_is_valid_for_the_sdk_types() -> None:
     from google.genai import types
 
     bodies = [messages_request_to_gemini(c["input"]) for c in load_cases("messages_request_to_gemini.json") if "error" not in c]
-    bodies.append(messages_request_to_gemini(recorded("claude-code-main.json")))
+    bodies.append(messages_request_to_gemini(without_billing_header(recorded("claude-code-main.json"))))
     for body in bodies:
         for content in body["contents"]:
             types.Content.model_validate_json(orjson.dumps(content))
@@ -140,9 +141,10 @@ def test_opencode_google_calls() -> None:
 
 
 def test_claude_code_request_to_gemini() -> None:
-    """Today's Claude Code: billing block, mid-conversation system message, adaptive thinking, effort high."""
+    """Today's Claude Code, as the pipeline hands it over (billing block removed): mid-conversation
+    system message, adaptive thinking, effort high."""
     body = recorded("claude-code-main.json")
-    out = messages_request_to_gemini(body)
+    out = messages_request_to_gemini(without_billing_header(body))
     system_texts = [p["text"] for p in out["systemInstruction"]["parts"]]
     assert system_texts == [b["text"] for b in body["system"][1:]]
     assert not any(t.startswith("x-anthropic-billing-header") for t in system_texts)

@@ -1,16 +1,9 @@
 """Google's error shape ``{"error":{"code","message","status"}}`` ⇄ Anthropic error objects.
 
-``code`` is the HTTP status and ``status`` Google's canonical code name for it:
-
-    HTTP  status               HTTP  status
-    400   INVALID_ARGUMENT     429   RESOURCE_EXHAUSTED
-    401   UNAUTHENTICATED      499   CANCELLED
-    403   PERMISSION_DENIED    500   INTERNAL
-    404   NOT_FOUND            501   UNIMPLEMENTED
-    408   DEADLINE_EXCEEDED    502   UNAVAILABLE (keystile's "upstream failed")
-    409   ABORTED              503   UNAVAILABLE
-    413   INVALID_ARGUMENT     504   DEADLINE_EXCEEDED
-    other 4xx  FAILED_PRECONDITION    529 and other 5xx  UNAVAILABLE / INTERNAL
+``code`` is the HTTP status and ``status`` Google's canonical name for it (``google.rpc.Code``:
+400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 NOT_FOUND, 429
+RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, …), from the one
+table in ``keystile.errors``.
 
 Upstream Gemini errors reaching an Anthropic client keep their message; the HTTP status
 decides the Anthropic type and Google's ``status`` refines it among kinds with the same HTTP
@@ -29,24 +22,6 @@ import orjson
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, error_body, kind_for_status
 from keystile.translate.errors import translate_error_body
-
-_STATUS_FOR_CODE = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED",
-    409: "ABORTED",
-    413: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-    529: "UNAVAILABLE",
-}
 
 _KIND_FOR_GOOGLE_STATUS = {
     "INVALID_ARGUMENT": ErrorKind.INVALID_REQUEST,
@@ -77,19 +52,9 @@ _CODE_FOR_ANTHROPIC_TYPE = {
 }
 
 
-def google_status(code: int) -> str:
-    """Google's canonical status name for an HTTP status."""
-    status = _STATUS_FOR_CODE.get(code)
-    if status is not None:
-        return status
-    if 400 <= code < 500:
-        return "FAILED_PRECONDITION"
-    return "INTERNAL"
-
-
 def gemini_error_body(status: int, message: str) -> dict:
     """An error response body in Google's shape."""
-    return {"error": {"code": status, "message": message, "status": google_status(status)}}
+    return error_body(ApiFormat.GEMINI, kind_for_status(status), message, status=status)
 
 
 def gemini_error_to_anthropic(body: bytes, status: int) -> dict:

@@ -6,11 +6,12 @@ are not in the body.
 
 Decisions, and why:
 
-- ``system`` → ``systemInstruction``, one part per text block. Claude Code's first system
-  block ``x-anthropic-billing-header: …`` changes on every request and would defeat Gemini's
-  implicit prefix caching: it is dropped. A mid-conversation ``role: "system"`` message
-  (Claude Code's beta) becomes a user content ``<system>…</system>`` in its place, so the
-  instruction stays where it was given and the prefix stays stable.
+- ``system`` → ``systemInstruction``, one part per text block (Claude Code's per-request
+  billing block is removed before any translation to a non-Anthropic upstream, by
+  ``claude_code.without_billing_header``). A mid-conversation ``role: "system"`` message
+  (Claude Code's beta) becomes a user content ``<system>…</system>`` in its place: Gemini has
+  no system role in ``contents``, and the instruction stays where it was given while the
+  prefix before it stays stable for Gemini's implicit caching.
 - ``user`` → ``user``, ``assistant`` → ``model``. Images and PDFs → ``inlineData`` (base64) or
   ``fileData`` (URL, media type from the file name); text documents and search results → text.
 - ``tool_use`` → ``functionCall`` (name, args) and ``tool_result`` → ``functionResponse``
@@ -60,7 +61,6 @@ from keystile.translate.reasoning_effort import budget_for_effort
 log = logging.getLogger("keystile.translate")
 
 _GEMINI_MAX_BUDGET = 24576  # the largest thinkingBudget every Gemini thinking model accepts
-_BILLING_HEADER = "x-anthropic-billing-header:"
 
 # Anthropic blocks of server-side tools: history a Gemini model cannot be shown.
 _SERVER_TOOL_BLOCKS = frozenset(
@@ -147,8 +147,6 @@ def _system_parts(system: object) -> list[dict]:
         if block.get("type") != "text":
             raise invalid(f"{where}.type: system blocks must be text blocks", f"{where}.type")
         text = expect_str(block.get("text"), f"{where}.text")
-        if text.startswith(_BILLING_HEADER):
-            continue  # changes on every request: it would defeat Gemini's prefix caching
         if text:
             parts.append({"text": text})
     return parts

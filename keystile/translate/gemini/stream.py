@@ -275,6 +275,7 @@ class GeminiStreamToMessages:
         self.usage = Usage()
         self.finished = False
         self.failed = False
+        self.complete = False  # the upstream ended properly: a finishReason, or a blocked prompt
         self._model = model
         self._started = False
         self._next_block = 0
@@ -311,7 +312,7 @@ class GeminiStreamToMessages:
         if candidate is None:
             feedback = chunk.get("promptFeedback")
             if isinstance(feedback, dict) and isinstance(feedback.get("blockReason"), str):
-                self.failed = True
+                self.failed = self.complete = True
                 self._stop("refusal", out)
             return b"".join(out)
         content = candidate.get("content")
@@ -322,6 +323,7 @@ class GeminiStreamToMessages:
                     self._part(part, out)
         finish = candidate.get("finishReason")
         if isinstance(finish, str) and finish:
+            self.complete = True
             stop_reason = stop_reason_for(finish, has_tool_calls=self._used_tools)
             if stop_reason is None:
                 self._close(out)
