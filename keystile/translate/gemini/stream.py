@@ -31,7 +31,9 @@ prints the text each time, so every stream produced here ends with one, or with 
   ``message_stop``. A blocking reason (SAFETY …) ends as ``refusal`` and sets ``failed``; a
   malformed-call reason, an error chunk or ``fail`` becomes an Anthropic ``error`` event and
   sets ``failed``. A prompt blocked before any candidate (``promptFeedback.blockReason``) is a
-  ``refusal`` with no content.
+  ``refusal`` with no content. ``complete`` says the upstream ended properly (a
+  ``finishReason`` or a blocked prompt arrived), as opposed to being cut off; ``finish``
+  closes a message that was cut off, as it stands.
 """
 
 from __future__ import annotations
