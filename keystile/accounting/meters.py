@@ -13,12 +13,14 @@ from typing import Callable
 
 import orjson
 
-from keystile.accounting.usage import Usage, usage_from_anthropic, usage_from_openai
+from keystile.accounting.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
 from keystile.apiformat import ApiFormat
 
 __all__ = [
     "AnthropicStreamMeter",
+    "GeminiStreamMeter",
     "OpenAIStreamMeter",
+    "is_gemini_content_chunk",
     "is_content_chunk",
     "is_usage_only_chunk",
     "usage_of_cut_stream",
@@ -190,6 +192,80 @@ class OpenAIStreamMeter:
     @staticmethod
     def is_usage_only_chunk(data: bytes) -> bool:
         return is_usage_only_chunk(data)
+
+
+_USAGE_METADATA_KEY = b'"usageMetadata"'
+_FINISH_REASON_KEY = b'"finishReason"'
+
+
+class GeminiStreamMeter:
+    """Usage, finish reason and any in-band error of one Gemini ``alt=sse`` stream.
+
+    Gemini puts a running ``usageMetadata`` in every chunk (prompt counts from the first, the
+    output so far); the last one is the total. Parsing every chunk for it would cost a JSON
+    decode per chunk, so the meter keeps the latest payload that has one and reads it only
+    when ``usage`` is asked for. Chunks carrying ``finishReason`` (the last) or an error are
+    parsed at once.
+    """
+
+    __slots__ = ("finish_reason", "error", "model", "_usage", "_pending")
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self.error: str | None = None
+        self.model: str | None = None  # ``modelVersion``, as named by the chunks that were parsed
+        self._usage = Usage()
+        self._pending: bytes | None = None  # the latest chunk with usageMetadata, not parsed yet
+
+    @property
+    def usage(self) -> Usage:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            obj = _loads(pending)
+            if obj is not None:
+                self._read_usage(obj)
+        return self._usage
+
+    def observe(self, data: bytes) -> None:
+        """One SSE ``data`` payload: a ``GenerateContentResponse`` chunk or an error object."""
+        if data.startswith(_ERROR_START):
+            obj = _loads(data)
+            if obj is not None and obj.get("error") is not None:
+                self.error = _error_message(obj)
+            return
+        if data.rfind(_FINISH_REASON_KEY) < 0:
+            if data.rfind(_USAGE_METADATA_KEY) >= 0:
+                self._pending = data
+            return
+        obj = _loads(data)
+        if obj is None:
+            return
+        self._pending = None
+        self._read_usage(obj)
+        candidates = obj.get("candidates")
+        if isinstance(candidates, list):
+            for candidate in candidates:
+                if isinstance(candidate, dict) and isinstance(candidate.get("finishReason"), str):
+                    self.finish_reason = candidate["finishReason"]
+
+    def _read_usage(self, obj: dict) -> None:
+        metadata = obj.get("usageMetadata")
+        if isinstance(metadata, dict):
+            new = usage_from_gemini(metadata)
+            if new.total_tokens:
+                self._usage = new
+        model = obj.get("modelVersion")
+        if isinstance(model, str) and model:
+            self.model = model
+
+
+_GEMINI_CONTENT = re.compile(rb'"(?:text"\s*:\s*"(?!")|functionCall")')
+
+
+def is_gemini_content_chunk(data: bytes) -> bool:
+    """Does this Gemini chunk carry output — non-empty text (thoughts included) or a function call?"""
+    return _GEMINI_CONTENT.search(data) is not None
 
 
 def is_usage_only_chunk(data: bytes) -> bool:

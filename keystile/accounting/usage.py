@@ -1,8 +1,10 @@
 """Token usage in one normalised shape, whatever format the upstream reported it in.
 
 The shape follows Anthropic's semantics: ``input_tokens`` excludes cache reads and cache
-writes, which are counted separately. OpenAI's ``prompt_tokens`` includes cached tokens, so
-converting subtracts them instead of counting them twice.
+writes, which are counted separately. OpenAI's ``prompt_tokens`` and Gemini's
+``promptTokenCount`` include cached tokens, so converting subtracts them instead of counting
+them twice. Output includes reasoning: Anthropic counts thinking in ``output_tokens``, OpenAI
+in ``completion_tokens``, Gemini separately as ``thoughtsTokenCount``, which is added.
 """
 
 from __future__ import annotations
@@ -59,6 +61,22 @@ def usage_from_openai(usage: dict | None) -> Usage:
     return Usage(max(prompt - cache_read - cache_write, 0), _int(usage.get("completion_tokens")), cache_read, cache_write)
 
 
+def usage_from_gemini(usage_metadata: dict | None) -> Usage:
+    """A Gemini ``usageMetadata``: prompt minus cached content is input; output adds thoughts.
+
+    ``toolUsePromptTokenCount`` (what built-in tools such as Google Search fed the model) is
+    billed as input and counted as such. Gemini has no cache writes (explicit caches are
+    created and paid for outside the request).
+    """
+    if not isinstance(usage_metadata, dict):
+        return Usage()
+    prompt = _int(usage_metadata.get("promptTokenCount"))
+    cached = min(_int(usage_metadata.get("cachedContentTokenCount")), prompt)
+    tool_prompt = _int(usage_metadata.get("toolUsePromptTokenCount"))
+    output = _int(usage_metadata.get("candidatesTokenCount")) + _int(usage_metadata.get("thoughtsTokenCount"))
+    return Usage(prompt - cached + tool_prompt, output, cached, 0)
+
+
 def usage_to_anthropic(usage: Usage) -> dict:
     out = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
     if usage.cache_read_tokens or usage.cache_write_tokens:
@@ -75,4 +93,17 @@ def usage_to_openai(usage: Usage) -> dict:
     }
     if usage.cache_read_tokens:
         out["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    return out
+
+
+def usage_to_gemini(usage: Usage) -> dict:
+    """Gemini ``usageMetadata``; thinking cannot be told apart from the answer, so all output is
+    ``candidatesTokenCount`` (cache writes count as prompt tokens, as OpenAI's do)."""
+    out = {
+        "promptTokenCount": usage.prompt_tokens,
+        "candidatesTokenCount": usage.output_tokens,
+        "totalTokenCount": usage.prompt_tokens + usage.output_tokens,
+    }
+    if usage.cache_read_tokens:
+        out["cachedContentTokenCount"] = usage.cache_read_tokens
     return out

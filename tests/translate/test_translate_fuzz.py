@@ -16,6 +16,9 @@ import pytest
 from .translation_harness import load_cases
 from keystile.errors import GatewayError
 from keystile.translate.count_tokens import estimate_input_tokens
+from keystile.translate.gemini.request import gemini_request_to_messages, messages_request_to_gemini
+from keystile.translate.gemini.response import gemini_response_to_messages, messages_response_to_gemini
+from keystile.translate.gemini.stream import GeminiStreamToMessages, MessagesStreamToGemini
 from keystile.translate.request_to_anthropic import chat_request_to_messages
 from keystile.translate.request_to_openai import messages_request_to_chat
 from keystile.translate.response_to_anthropic import chat_response_to_messages
@@ -27,7 +30,11 @@ ROUNDS = 1500
 
 WORDS = ["", "text", "image", "tool_use", "tool_result", "thinking", "user", "assistant", "system", "tool", "function",
          "auto", "any", "none", "required", "enabled", "base64", "url", "data:image/png;base64,AA", "https://x", "{", "{}",
-         "type", "content", "role", "name", "id", "input", "arguments", "index", "delta", "[DONE]", "stop", "length"]
+         "type", "content", "role", "name", "id", "input", "arguments", "index", "delta", "[DONE]", "stop", "length",
+         # Gemini's vocabulary
+         "model", "parts", "contents", "functionCall", "functionResponse", "inlineData", "fileData", "mimeType", "image/png",
+         "args", "response", "output", "thought", "thoughtSignature", "OBJECT", "STRING", "ANY", "STOP", "SAFETY",
+         "gemini:", "gemini-next:c2ln", "a2V5c3RpbGU6dGhpbmtpbmc6W10=", "adaptive"]
 
 
 def random_value(rng: random.Random, depth: int = 0) -> object:
@@ -81,8 +88,11 @@ def inputs(rng: random.Random, fixture: str):
         (messages_request_to_chat, "request_to_openai.json", {"upstream_model": "m"}),
         (chat_request_to_messages, "request_to_anthropic.json", {"upstream_model": "m", "default_max_tokens": 1024}),
         (estimate_input_tokens, "request_to_openai.json", {}),
+        (gemini_request_to_messages, "gemini_request_to_messages.json", {"upstream_model": "m", "stream": True, "default_max_tokens": 1024}),
+        (messages_request_to_gemini, "messages_request_to_gemini.json", {}),
     ],
-    ids=["messages_request_to_chat", "chat_request_to_messages", "estimate_input_tokens"],
+    ids=["messages_request_to_chat", "chat_request_to_messages", "estimate_input_tokens", "gemini_request_to_messages",
+         "messages_request_to_gemini"],
 )
 def test_request_translators_raise_only_gateway_errors(function, fixture: str, kwargs: dict) -> None:
     rng = random.Random(1234)
@@ -111,6 +121,64 @@ def test_response_translators_raise_only_gateway_errors(function, fixture: str) 
             orjson.dumps(function(resp))
         except GatewayError:
             pass
+
+
+GEMINI_RESPONSE = {
+    "candidates": [{"content": {"role": "model", "parts": [
+        {"text": "t", "thought": True, "thoughtSignature": "c2ln"}, {"text": "Hi"},
+        {"functionCall": {"id": "c1", "name": "ls", "args": {"d": "."}}, "thoughtSignature": "c2ln"}]},
+        "finishReason": "STOP", "index": 0}],
+    "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3, "thoughtsTokenCount": 2},
+    "modelVersion": "gemini-x", "responseId": "r1",
+}
+ANTHROPIC_MESSAGE = {
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "stop_reason": "tool_use",
+    "content": [{"type": "thinking", "thinking": "t", "signature": "s"}, {"type": "redacted_thinking", "data": "d"},
+                {"type": "text", "text": "Hi"}, {"type": "tool_use", "id": "toolu_1", "name": "ls", "input": {"d": "."}}],
+    "usage": {"input_tokens": 3, "output_tokens": 4},
+}
+
+
+@pytest.mark.parametrize(("function", "seed"), [(gemini_response_to_messages, GEMINI_RESPONSE), (messages_response_to_gemini, ANTHROPIC_MESSAGE)],
+                         ids=["gemini_response_to_messages", "messages_response_to_gemini"])
+def test_gemini_response_translators_raise_only_gateway_errors(function, seed: dict) -> None:
+    rng = random.Random(5)
+    for _ in range(ROUNDS):
+        resp = random_value(rng) if rng.random() < 0.2 else mutate(rng, seed)
+        try:
+            orjson.dumps(function(resp, model="m"))
+        except GatewayError:
+            pass
+
+
+def test_gemini_streams_never_raise_and_always_end() -> None:
+    rng = random.Random(11)
+    good_gemini = [orjson.dumps(GEMINI_RESPONSE), b'{"error":{"code":503,"message":"x","status":"UNAVAILABLE"}}',
+                   b'{"promptFeedback":{"blockReason":"SAFETY"}}']
+    good_anthropic = [(n, orjson.dumps(d)) for n, d in (
+        ("message_start", {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "s"}}),
+        ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{"}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 2}}),
+    )]
+    for _ in range(300):
+        to_anthropic = GeminiStreamToMessages("m")
+        to_gemini = MessagesStreamToGemini("m")
+        produced = b""
+        for _ in range(rng.randint(1, 12)):
+            value = mutate(rng, orjson.loads(rng.choice(good_gemini))) if rng.random() < 0.6 else random_value(rng)
+            to_anthropic.feed(None, orjson.dumps(value) if rng.random() < 0.95 else b"\x00garbage")
+            name, data = rng.choice(good_anthropic)
+            value = mutate(rng, orjson.loads(data)) if rng.random() < 0.6 else random_value(rng)
+            produced += to_gemini.feed(rng.choice([name, None, "error", "ping"]), orjson.dumps(value))
+        to_anthropic.finish()
+        produced += to_gemini.finish()
+        assert to_anthropic.finished and to_gemini.finished
+        last = orjson.loads(produced.rstrip(b"\r\n").rsplit(b"\r\n\r\n", 1)[-1].removeprefix(b"data: "))
+        assert "error" in last or last["candidates"][0]["finishReason"]
 
 
 def test_streams_never_raise() -> None:
