@@ -18,9 +18,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from keystile.apiformat import ApiFormat
-from keystile.formats import chat, messages
+from keystile.formats import chat, gemini, messages
 
 FORMATS: dict[ApiFormat, ModuleType] = {
     ApiFormat.ANTHROPIC: messages,
     ApiFormat.OPENAI: chat,
+    ApiFormat.GEMINI: gemini,
 }

@@ -261,7 +261,7 @@ class KeystileApp:
             if route is not None:
                 await route(scope, receive, send)
                 return
-            if path == "/v1/models" or path == "/models" or path.startswith(("/v1/models/", "/models/")):
+            if path in ("/v1/models", "/models", "/v1beta/models") or path.startswith(("/v1/models/", "/models/", "/v1beta/models/")):
                 await catalog.models(self.gateway, scope, receive, send, path)
                 return
             raise GatewayError(ErrorKind.NOT_FOUND, f"No route {method} {path}.")

@@ -16,7 +16,10 @@ from keystile.auth import Identity
 from keystile.credentials import resolve_credentials
 from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.authorize import model_allowed
+from keystile.formats.checks import quote
 from keystile.server.http import Receive, Scope, Send, header_value, send_error, send_json
+from keystile.server.inference import query_key_of
+from keystile.translate.gemini.models import gemini_model, gemini_model_list
 
 if TYPE_CHECKING:
     from keystile.server.app import Gateway
@@ -51,16 +54,24 @@ def visible_models(gateway: "Gateway", identity: Identity) -> list[str]:
 
 
 async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, path: str) -> None:
-    fmt = ApiFormat.ANTHROPIC if header_value(scope["headers"], b"anthropic-version") else ApiFormat.OPENAI
+    gemini = _asks_for_gemini(scope, path)
+    if gemini:
+        fmt = ApiFormat.GEMINI
+    else:
+        fmt = ApiFormat.ANTHROPIC if header_value(scope["headers"], b"anthropic-version") else ApiFormat.OPENAI
     if scope["method"] != "GET":
         await send_error(send, fmt, GatewayError(ErrorKind.METHOD_NOT_ALLOWED, f"{path} accepts GET."))
         return
+    query_key = query_key_of(scope.get("query_string", b"")) if gemini else None
     try:
-        identity = await gateway.authenticator.authenticate(resolve_credentials(scope["headers"]))
+        identity = await gateway.authenticator.authenticate(resolve_credentials(scope["headers"], query_key))
     except GatewayError as error:
         await send_error(send, fmt, error)
         return
     names = visible_models(gateway, identity)
+    if gemini:
+        await _gemini_models(gateway, identity, send, path, names)
+        return
     prefix = "/v1/models/" if path.startswith("/v1/") else "/models/"
     if path.startswith(prefix):
         wanted = unquote(path[len(prefix):])
@@ -86,6 +97,32 @@ async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send,
             "last_id": page[-1] if page else None,
         },
     )
+
+
+def _asks_for_gemini(scope: Scope, path: str) -> bool:
+    """``/v1beta/models`` is Gemini's; ``/v1/models`` is shared with OpenAI and Anthropic, and is
+    Gemini's when a Google client asks (google-genai uses v1, with its key in ``x-goog-api-key``)."""
+    if path.startswith("/v1beta/"):
+        return True
+    headers = scope["headers"]
+    return (
+        header_value(headers, b"x-goog-api-key") is not None
+        or header_value(headers, b"x-goog-api-client") is not None
+        or b"key=" in scope.get("query_string", b"")
+    ) and header_value(headers, b"anthropic-version") is None
+
+
+async def _gemini_models(gateway: "Gateway", identity: Identity, send: Send, path: str, names: list[str]) -> None:
+    """``GET /v1beta/models`` (Google's Model list) and ``/v1beta/models/{name}``."""
+    wanted = unquote(path.split("/models", 1)[1].lstrip("/")).removeprefix("models/")
+    if not wanted:
+        await send_json(send, 200, gemini_model_list(names))
+        return
+    if wanted not in names and not _served_by_pattern(gateway, identity, wanted):
+        error = GatewayError(ErrorKind.MODEL_NOT_FOUND, f"Model {quote(wanted)} is not available to this key.")
+        await send_error(send, ApiFormat.GEMINI, error)
+        return
+    await send_json(send, 200, gemini_model(wanted))
 
 
 def _served_by_pattern(gateway: "Gateway", identity: Identity, name: str) -> bool:

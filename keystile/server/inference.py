@@ -137,11 +137,8 @@ class InferenceHandler:
                 raise GatewayError(
                     ErrorKind.HEADERS_TOO_LARGE, f"Request headers exceed the {self.max_headers}-byte limit."
                 )
-            if fmt is ApiFormat.GEMINI and b"x-goog-api-key" not in seen:
-                query_key = _query_key(scope.get("query_string", b""))
-                if query_key:
-                    seen[b"x-goog-api-key"] = query_key
-            credentials = credentials_from(seen)
+            query_key = query_key_of(scope.get("query_string", b"")) if fmt is ApiFormat.GEMINI else None
+            credentials = credentials_from(seen, query_key)
             identity = await gw.authenticator.authenticate(credentials)
             request = read_request(await read_body(receive, self.max_body, _content_length(seen)), endpoint, scope)
             group = gw.router.group(request.model)
@@ -280,13 +277,13 @@ def _content_length(seen: dict[bytes, bytes]) -> int | None:
         raise GatewayError(ErrorKind.INVALID_REQUEST, "The content-length header is not a number.") from None
 
 
-def _query_key(query: bytes) -> bytes | None:
+def query_key_of(query: bytes) -> str | None:
     """A Gemini client's ``?key=`` (Google's API-key parameter); it never leaves the gateway."""
     if b"key=" not in query:
         return None
     for name, value in parse_qsl(query.decode("latin-1")):
         if name == "key" and value:
-            return value.encode("latin-1")
+            return value
     return None
 
 
