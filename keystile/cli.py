@@ -38,12 +38,6 @@ def _store(settings: Settings):  # type: ignore[no-untyped-def]
 # --- serve -----------------------------------------------------------------------------------
 
 
-# Idle keep-alive connections stay open this long: longer than common clients' own idle
-# timeouts (httpx, under both official Python SDKs, drops idle connections after 5 s; Node's
-# agents after 4–5 s), so the client closes them and never reuses one the server is closing.
-KEEP_ALIVE_SECONDS = 75
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -81,6 +75,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from keystile.store.database import DatabaseUnavailable
     from keystile.store.migrations import SchemaTooNew
 
+    from keystile.server.protocol import ConnectionTable, http_bounds, raise_fd_limit
+
     server = settings.server
     try:
         generated = asyncio.run(_prepare_store(settings))
@@ -90,6 +86,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except DatabaseUnavailable as exc:
         sys.stderr.write(f"keystile: cannot reach the database at {_safe_url(settings.database_url)}: {exc}\n")
         return 1
+    # Connections past the file-descriptor limit are reset by the kernel before keystile can
+    # answer: take all the descriptors the system allows, and cap connections below them.
+    fd_limit = raise_fd_limit()
+    bounds = http_bounds(server, fd_limit)
+    if bounds.max_connections < server.max_connections:
+        sys.stderr.write(
+            f"keystile: warning: server.max_connections lowered from {server.max_connections} to {bounds.max_connections} "
+            f"per worker: this process may open only {fd_limit} files (raise the limit with ulimit -n or LimitNOFILE=)\n"
+        )
     _print_banner(settings, generated)
 
     os.environ["KEYSTILE_CONFIG"] = os.path.abspath(args.config) if args.config else ""
@@ -112,12 +117,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=server.port,
         workers=server.workers if server.workers > 1 else None,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol, with header-size, read-deadline and connection bounds
+        # enforced before the application runs (keystile/server/protocol.py).
+        http=ConnectionTable(bounds).protocol_factory(),  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # keystile never reads the client address; skips a middleware per request
         backlog=2048,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=server.keep_alive_timeout,  # type: ignore[arg-type]
         # Requests still running after this are cut off: the client gets its format's
         # error, the request is charged what it used, then the spend is flushed.
         timeout_graceful_shutdown=server.graceful_shutdown,  # type: ignore[arg-type]
