@@ -39,8 +39,10 @@ HEAD_SYNTAX_SLACK = 1024
 """Raw bytes of a header block allowed past ``max_header_bytes`` before the parser has handed it
 over: the request line's method and version and the separators the count leaves out."""
 LINGER_SECONDS = 2.0
-"""After a refusal keystile stops reading and closes this long after its answer, so the client
-reads the answer instead of a reset caused by the rest of its request arriving at a closed socket."""
+LINGER_BYTES = 1 << 20
+"""After a refusal keystile drops what still arrives and closes this long after its answer (or
+once this much more came), so the client reads the answer instead of a reset caused by the rest
+of its request arriving at a closed socket — while a flood costs no more than this."""
 _HEAD, _BODY = 0, 1
 
 
@@ -168,8 +170,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.answered:
-            return  # lingering after a refusal: the rest of the request is dropped
+        if self.answered:  # lingering after a refusal: the rest of the request is dropped
+            self.head_received += len(data)
+            if self.head_received > LINGER_BYTES:
+                self.transport.close()
+            return
         if self.idle:
             self.idle = False
             self.table.idle.pop(self, None)
@@ -294,6 +299,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.answered:
             return
         self.answered = True
+        self.head_received = 0  # from here on: bytes dropped while lingering
         if self.deadline is not None:
             self.deadline.cancel()
             self.deadline = None
