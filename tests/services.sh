@@ -230,7 +230,8 @@ start_all() {
 RUNS="$DIR/runs"
 
 run_begin() {  # under the lock
-    pg_running || : >"$DIR/postgres.started-by-run"
+    # (pg_bindir first: on a fresh machine pg_running would create the postgres user before the package does)
+    { pg_bindir >/dev/null && pg_running; } || : >"$DIR/postgres.started-by-run"
     redis_pid >/dev/null || : >"$DIR/redis.started-by-run"
     start_all
     mkdir -p "$RUNS"
@@ -262,7 +263,7 @@ run_end() {  # under the lock
         stop_postgres
         rm -f "$DIR/postgres.started-by-run"
     fi
-    if pg_running || redis_pid >/dev/null; then
+    if { pg_bindir >/dev/null && pg_running; } || redis_pid >/dev/null; then
         say "PostgreSQL (127.0.0.1:$PG_PORT) / Redis (127.0.0.1:$REDIS_PORT) were up before this run and stay up; stop them with: bash tests/services.sh stop"
     fi
 }
