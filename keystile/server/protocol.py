@@ -200,7 +200,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.phase == _HEAD:
             if self.head_received > self.max_head + HEAD_SYNTAX_SLACK:
                 self._refuse_head_size()
-            elif self.deadline is None:
+            elif self.deadline is None and self.head_received:  # (0: a request ended, the next not begun)
                 self._arm(self.table.bounds.header_timeout)
         elif self.deadline is None:  # a body still to come, arriving in pieces
             self.body_mark = self.body_received

@@ -243,6 +243,23 @@ def test_a_header_block_sent_byte_by_byte_gets_408_at_its_deadline(gateway, key)
     assert HEADER_TIMEOUT - 0.3 < waited < HEADER_TIMEOUT + 8
 
 
+def test_a_keep_alive_connection_may_wait_longer_than_the_header_deadline_between_requests(gateway):
+    """The header deadline runs from a request's first byte; between requests keep_alive_timeout applies."""
+    sock = connect(gateway)
+    try:
+        for _ in range(2):
+            sock.sendall(b"GET /health/liveness HTTP/1.1\r\nhost: x\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                assert chunk, "closed instead of answering"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            time.sleep(HEADER_TIMEOUT + 1)  # idle on purpose: longer than the header deadline
+    finally:
+        sock.close()
+
+
 def _post_slowly(gateway: GatewayProcess, key: str, body: bytes, piece: int, pause: float, limit: float) -> tuple[bytes, float]:
     """POST ``body`` to /v1/messages in ``piece``-byte writes ``pause`` s apart; stop early if answered."""
     sock = connect(gateway)
