@@ -75,7 +75,7 @@ class ServerSettings:
     body_timeout: float = 30.0
     body_min_rate: int = 500
     """While a body is read, each ``body_timeout`` window must bring ``body_timeout × body_min_rate``
-    bytes (Apache's ``RequestReadTimeout body=…,MinRate=500``), else 408."""
+    bytes, or the rest of the body (Apache's ``RequestReadTimeout body=…,MinRate=500``), else 408."""
     keep_alive_timeout: float = 75.0
     """Seconds an idle keep-alive connection stays open: longer than clients' own idle timeouts
     (httpx, under both official Python SDKs, drops idle connections after 5 s; Node's agents after
