@@ -9,8 +9,9 @@ the body (408), and quiet closing of a connection that never sends a request. ``
 caps the connections of a worker: past the cap the oldest idle connection makes room, and when
 none is idle the newcomer gets a 503 after its request line instead of a reset.
 
-The common request costs one length sum per parser callback and no timer: a deadline is set
-only when a header block or body arrives in more than one piece.
+A request costs one length sum per parser callback and, in the common case, no timer: a
+connection gets one deadline when it opens, a request one only when its header block or body
+arrives in more than one piece.
 """
 
 from __future__ import annotations
@@ -61,17 +62,17 @@ class HttpBounds:
 
 
 def raise_fd_limit() -> int:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit (inherited by workers); returns the soft limit."""
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (workers inherit it); returns the soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else 1 << 20
-    if soft == resource.RLIM_INFINITY or soft > hard:
-        return hard
-    if soft < hard:
+    unlimited = 1 << 20  # what "unlimited" is taken to mean
+    if soft == resource.RLIM_INFINITY:
+        return unlimited
+    target = unlimited if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # e.g. macOS caps the soft limit below an unlimited hard one
             pass
     return soft
 
