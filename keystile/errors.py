@@ -12,8 +12,8 @@ decides the HTTP status and how the body looks to each client:
     NOT_FOUND                 404  not_found_error          invalid_request_error   not_found
     MODEL_NOT_FOUND           404  not_found_error          invalid_request_error   model_not_found
     METHOD_NOT_ALLOWED        405  invalid_request_error    invalid_request_error   method_not_allowed
-    REQUEST_TOO_LARGE         413  request_too_large        invalid_request_error   request_too_large
     REQUEST_TIMEOUT           408  timeout_error            invalid_request_error   request_timeout
+    REQUEST_TOO_LARGE         413  request_too_large        invalid_request_error   request_too_large
     UNSUPPORTED_MEDIA         415  invalid_request_error    invalid_request_error   unsupported_media_type
     HEADERS_TOO_LARGE         431  invalid_request_error    invalid_request_error   headers_too_large
     RATE_LIMITED              429  rate_limit_error         rate_limit_error        rate_limit_exceeded
@@ -48,8 +48,8 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = (404, "not_found_error", "invalid_request_error", "not_found")
     MODEL_NOT_FOUND = (404, "not_found_error", "invalid_request_error", "model_not_found")
     METHOD_NOT_ALLOWED = (405, "invalid_request_error", "invalid_request_error", "method_not_allowed")
-    REQUEST_TOO_LARGE = (413, "request_too_large", "invalid_request_error", "request_too_large")
     REQUEST_TIMEOUT = (408, "timeout_error", "invalid_request_error", "request_timeout")
+    REQUEST_TOO_LARGE = (413, "request_too_large", "invalid_request_error", "request_too_large")
     UNSUPPORTED_MEDIA = (415, "invalid_request_error", "invalid_request_error", "unsupported_media_type")
     HEADERS_TOO_LARGE = (431, "invalid_request_error", "invalid_request_error", "headers_too_large")
     RATE_LIMITED = (429, "rate_limit_error", "rate_limit_error", "rate_limit_exceeded")
