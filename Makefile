@@ -29,7 +29,9 @@ run: install
 	$(BIN)/keystile serve --port $(PORT) $(if $(CONFIG),--config $(CONFIG),)
 
 # PostgreSQL and Redis for the multi-instance tests: tests/services.sh installs (Debian packages)
-# and starts private instances under .services/, and exports their URLs to pytest.
+# and starts private instances under .services/, exports their URLs to pytest, and stops them
+# when the run ends, passed or failed (servers already up before, e.g. from
+# `bash tests/services.sh start`, stay up until `bash tests/services.sh stop`).
 # KEYSTILE_SKIP_SERVICES=1 skips those tests on a local run (never in CI).
 test: install-test
 	bash tests/services.sh run $(BIN)/python -m pytest -q tests

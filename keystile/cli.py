@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from keystile import __version__
 from keystile.config import DEFAULT_CONFIG_NAME, ConfigError, Settings, load_settings
@@ -32,16 +33,20 @@ def _settings(path: str | None) -> Settings:
 def _store(settings: Settings):  # type: ignore[no-untyped-def]
     from keystile.store.repository import Store
 
+    _make_database_folder(settings.database_url)
     return Store.open(settings.database_url)
 
 
+def _make_database_folder(url: str) -> None:
+    """SQLite creates the file but not its folder (the built-in config's data folder may be new)."""
+    from keystile.config.paths import database_file
+
+    path = database_file(url)
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+
+
 # --- serve -----------------------------------------------------------------------------------
-
-
-# Idle keep-alive connections stay open this long: longer than common clients' own idle
-# timeouts (httpx, under both official Python SDKs, drops idle connections after 5 s; Node's
-# agents after 4–5 s), so the client closes them and never reuses one the server is closing.
-KEEP_ALIVE_SECONDS = 75
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -57,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = replace(settings, server=server)
     for warning in settings.warnings:
         sys.stderr.write(f"keystile: warning: {warning}\n")
+    _note_old_default_database(settings)
     if server.workers > 1 and not settings.redis_url:
         sys.stderr.write(
             f"keystile: warning: {server.workers} workers and no redis_url: each worker counts rpm, tpm and "
@@ -77,9 +83,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+def _note_old_default_database(settings: Settings) -> None:
+    """The built-in config used to keep ./keystile.db in whatever folder keystile started in."""
+    from keystile.config.paths import database_file
+
+    if settings.source != DEFAULT_CONFIG_NAME or os.environ.get("KEYSTILE_DATABASE_URL"):
+        return
+    old = os.path.abspath("keystile.db")
+    if os.path.isfile(old) and old != database_file(settings.database_url):
+        sys.stderr.write(
+            f"keystile: note: the built-in config keeps its database in {database_file(settings.database_url)}, "
+            f"not in {old} any more; to go on using that one, start with KEYSTILE_DATABASE_URL=sqlite:///{old}\n"
+        )
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from keystile.store.database import DatabaseUnavailable
     from keystile.store.migrations import SchemaTooNew
+
+    from keystile.server.protocol import ConnectionTable, http_bounds, raise_fd_limit
 
     server = settings.server
     try:
@@ -90,6 +112,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     except DatabaseUnavailable as exc:
         sys.stderr.write(f"keystile: cannot reach the database at {_safe_url(settings.database_url)}: {exc}\n")
         return 1
+    # Connections past the file-descriptor limit are reset by the kernel before keystile can
+    # answer: take all the descriptors the system allows, and cap connections below them.
+    fd_limit = raise_fd_limit()
+    bounds = http_bounds(server, fd_limit)
+    if bounds.max_connections < server.max_connections:
+        sys.stderr.write(
+            f"keystile: warning: server.max_connections lowered from {server.max_connections} to {bounds.max_connections} "
+            f"per worker: this process may open only {fd_limit} files (raise the limit with ulimit -n or LimitNOFILE=)\n"
+        )
     _print_banner(settings, generated)
 
     os.environ["KEYSTILE_CONFIG"] = os.path.abspath(args.config) if args.config else ""
@@ -112,13 +143,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=server.port,
         workers=server.workers if server.workers > 1 else None,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol, with header-size, read-deadline and connection bounds
+        # enforced before the application runs (keystile/server/protocol.py).
+        http=ConnectionTable(bounds).protocol_factory(),  # type: ignore[arg-type]
         ws="none",  # keystile speaks HTTP only; an upgrade request (Codex's WebSocket try) is answered 426
         lifespan="on",
         access_log=False,
         proxy_headers=False,  # keystile never reads the client address; skips a middleware per request
         backlog=2048,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=server.keep_alive_timeout,  # type: ignore[arg-type]
         # Requests still running after this are cut off: the client gets its format's
         # error, the request is charged what it used, then the spend is flushed.
         timeout_graceful_shutdown=server.graceful_shutdown,  # type: ignore[arg-type]
@@ -139,49 +172,115 @@ async def _prepare_store(settings: Settings) -> str | None:
 
 
 def _print_banner(settings: Settings, generated: str | None) -> None:
+    """What is running and commands that work when pasted into another shell, in any folder."""
     host = settings.server.host
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{shown_host}:{settings.server.port}"
-    if os.environ.get("KEYSTILE_MASTER_KEY"):
+    from_env = bool(os.environ.get("KEYSTILE_MASTER_KEY"))
+    if from_env:
         source = "from the KEYSTILE_MASTER_KEY environment variable"
     elif settings.master_key:
-        source = f"from {settings.source}"
+        source = f"the master_key in {_config_label(settings)}"
     elif generated:
-        source = "generated just now (shown below, once)"
+        source = "generated just now (only its hash is stored)"
     else:
         source = "generated on an earlier first start (only its hash is stored)"
-    key = generated or "$KEYSTILE_KEY"
-    model = settings.deployments[0].model_name if settings.deployments else "MODEL"
+    names = settings.model_names
+    exact = [name for name in names if "*" not in name]
+    model = exact[0] if exact else (names[0].replace("*", "model") if names else "MODEL")
+    body = f'{{"model": "{model}", "max_tokens": 64, "messages": [{{"role": "user", "content": "Hello"}}]}}'
     lines = [
         "",
         f"  keystile {__version__} — {url}",
-        f"  config:      {settings.source or DEFAULT_CONFIG_NAME} ({len(settings.model_names)} models: {', '.join(settings.model_names[:6])})",
-        f"  database:    {_safe_url(settings.database_url)}",
+        f"  config:      {_config_label(settings)} ({len(names)} models: {', '.join(names[:6])})",
+        f"  database:    {_database_label(settings.database_url)}",
         *([f"  redis:       {_safe_url(settings.redis_url)} (shared rate limits, budgets, key invalidation)"] if settings.redis_url else []),
         f"  master key:  {source}",
+        "",
     ]
+    # The admin API's examples (README) send the master key as $MASTER_KEY.
     if generated:
-        lines += ["", "  master key (save it now; it will not be shown again):", "", f"    {generated}"]
-    else:
         lines += [
-            "",
-            "  Create a virtual key:  .venv/bin/keystile keys create --alias me"
-            + (f" --config {settings.source}" if settings.source != DEFAULT_CONFIG_NAME else ""),
-            "  then: export KEYSTILE_KEY=<the key it prints>",
+            "  Save the master key now; it will not be shown again. For the admin API:",
+            f"    export MASTER_KEY={generated}",
+        ]
+    elif from_env:
+        lines += ["  For the admin API (in a shell where KEYSTILE_MASTER_KEY is set):", '    export MASTER_KEY="$KEYSTILE_MASTER_KEY"']
+    elif settings.master_key:
+        lines += [f"  For the admin API: export MASTER_KEY=<the master_key in {_config_label(settings)}>"]
+    else:
+        new_key = f"sk-ks-$({shlex.quote(sys.executable)} -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        lines += [
+            "  Lost the master key? Stop keystile and start it with a new one (the master key while it is set):",
+            f'    export MASTER_KEY="{new_key}"',
+            f'    KEYSTILE_MASTER_KEY="$MASTER_KEY" {_serve_command()}',
         ]
     lines += [
         "",
+        "  Make a virtual key (written straight to the store; no master key needed):",
+        f"    export KEYSTILE_KEY=$({_keys_command(settings)} keys create{_config_flag(settings)})",
+        "",
         "  Try it:",
-        f"    curl -s {url}/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' \\",
-        "      -H 'content-type: application/json' \\",
-        f"      -d '{{\"model\": \"{model}\", \"max_tokens\": 64, \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'",
+        f'    curl -s {url}/v1/messages -H "x-api-key: $KEYSTILE_KEY" -H "anthropic-version: 2023-06-01" \\',
+        '      -H "content-type: application/json" \\',
+        f"      -d '{body}'",
         "",
         "  Claude Code:",
-        f"    ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY={key} claude",
+        f'    ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY="$KEYSTILE_KEY" claude',
         "",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+
+
+def _config_label(settings: Settings) -> str:
+    source = settings.source or DEFAULT_CONFIG_NAME
+    return source if source == DEFAULT_CONFIG_NAME else os.path.abspath(source)
+
+
+def _config_flag(settings: Settings) -> str:
+    """`` --config /abs/path`` for a config file; nothing for the built-in default (the CLI's default too)."""
+    source = settings.source or DEFAULT_CONFIG_NAME
+    return "" if source == DEFAULT_CONFIG_NAME else f" --config {shlex.quote(os.path.abspath(source))}"
+
+
+def _database_label(url: str) -> str:
+    from keystile.config.paths import database_file
+
+    path = database_file(url)
+    return f"{path} (SQLite)" if path else _safe_url(url)
+
+
+def _keys_command(settings: Settings) -> str:
+    """This ``keystile`` by absolute path, with the database this server uses when the environment chose it."""
+    command = _keystile_executable()
+    database = os.environ.get("KEYSTILE_DATABASE_URL")
+    if database and settings.database_url.startswith("sqlite:"):
+        return f"KEYSTILE_DATABASE_URL={shlex.quote(settings.database_url)} {command}"
+    return command  # a PostgreSQL URL may hold a password: it is not printed; the shell must set it
+
+
+def _keystile_executable() -> str:
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "keystile" and os.path.isfile(argv0):
+        return shlex.quote(os.path.abspath(argv0))
+    found = shutil.which("keystile")
+    if found:
+        return shlex.quote(os.path.abspath(found))
+    return f"{shlex.quote(sys.executable)} -m keystile"
+
+
+def _serve_command() -> str:
+    """This ``keystile serve`` command line, with its config path made absolute."""
+    args = sys.argv[1:]
+    out = []
+    for i, arg in enumerate(args):
+        if i > 0 and args[i - 1] == "--config":
+            arg = os.path.abspath(arg)
+        elif arg.startswith("--config="):
+            arg = "--config=" + os.path.abspath(arg.removeprefix("--config="))
+        out.append(shlex.quote(arg))
+    return " ".join([_keystile_executable(), *out])
 
 
 def _safe_url(url: str) -> str:
@@ -196,42 +295,69 @@ def _safe_url(url: str) -> str:
 
 # --- keys ------------------------------------------------------------------------------------
 
+# The options of `keys create` and `keys update`: (the /key/generate field it fills, flag,
+# argument type, help). The values are checked by the admin API's own readers (new_key_fields).
+_CLEAR = "none"
+_KEY_OPTIONS: tuple[tuple[str, str, Callable[[str], Any], str, str], ...] = (
+    ("key_alias", "--alias", str, "NAME", "a name for the key, unique among keys"),
+    ("models", "--models", lambda v: [m.strip() for m in v.split(",") if m.strip()], "M1,M2",
+     "comma-separated model names or patterns (claude-*) the key may use; empty: all"),
+    ("max_budget", "--max-budget", float, "USD", "budget; requests are refused once spend reaches it"),
+    ("soft_budget", "--soft-budget", float, "USD", "spend past which responses carry x-keystile-budget-warning"),
+    ("budget_duration", "--budget-duration", str, "PERIOD", "period after which spend restarts from 0, e.g. 1d, 30d"),
+    ("rpm_limit", "--rpm", int, "N", "requests per minute"),
+    ("tpm_limit", "--tpm", int, "N", "tokens per minute"),
+    ("max_parallel_requests", "--parallel", int, "N", "requests in flight at once"),
+    ("duration", "--duration", str, "DURATION", "lifetime from now, e.g. 30d (default: no expiry)"),
+    ("user_id", "--user", str, "USER_ID", "the user the key belongs to"),
+    ("team_id", "--team", str, "TEAM_ID", "the team the key belongs to (it must exist)"),
+)
+_KEY_FLAGS = {field: flag for field, flag, *_ in _KEY_OPTIONS}
 
-def _key_fields(args: argparse.Namespace) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    if args.alias is not None:
-        fields["key_alias"] = args.alias
-    if args.models:
-        fields["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
-    for name in ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests", "user_id", "team_id"):
-        value = getattr(args, name, None)
+
+def _add_key_options(parser: argparse.ArgumentParser, *, clearable: bool) -> None:
+    for field, flag, kind, metavar, text in _KEY_OPTIONS:
+        if clearable and field != "models":  # models: an empty list already means all
+            kind = _clearable(kind)
+            text += f"; '{_CLEAR}' removes it"
+        parser.add_argument(flag, dest=field, type=kind, metavar=metavar, help=text)
+
+
+def _clearable(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        return _CLEAR if value == _CLEAR else kind(value)
+
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its errors
+    return parse
+
+
+def _key_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The given options as a /key/generate or /key/update body (``none`` becomes null)."""
+    data: dict[str, Any] = {}
+    for field, *_ in _KEY_OPTIONS:
+        value = getattr(args, field, None)
         if value is not None:
-            fields[name] = value
-    return fields
+            data[field] = None if value == _CLEAR else value
+    return data
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     return asyncio.run(_keys(args))
 
 
-# keys create's options by the /key/generate field they fill, where the names differ.
-_KEY_FLAGS = {"rpm_limit": "--rpm", "tpm_limit": "--tpm", "max_parallel_requests": "--parallel", "key_alias": "--alias",
-              "user_id": "--user", "team_id": "--team"}
-
-
 async def _keys(args: argparse.Namespace) -> int:
-    from keystile.auth import generate_key, hash_key
-    from keystile.credentials import mask
     from keystile.errors import GatewayError
     from keystile.server.admin import new_key_fields
-    from keystile.store.keys import build_key
+    from keystile.store.database import IntegrityViolation
 
-    if args.action == "create":
-        data = _key_fields(args)
-        if args.duration is not None:
-            data["duration"] = args.duration
+    checked: tuple[dict[str, Any], str | None] = ({}, None)
+    if args.action in ("create", "update"):
+        data = _key_data(args)
+        if args.action == "update" and not data:
+            sys.stderr.write("keystile: keys update: give at least one option to change (see keystile keys update --help)\n")
+            return 2
         try:
-            fields, duration = new_key_fields(data)
+            checked = new_key_fields(data)
         except GatewayError as exc:
             field = exc.param or ""
             flag = _KEY_FLAGS.get(field, "--" + field.replace("_", "-"))
@@ -241,53 +367,142 @@ async def _keys(args: argparse.Namespace) -> int:
     store = await _store(settings)
     try:
         if args.action == "create":
-            raw = generate_key()
-            record = build_key(raw, fields, time.time(), duration)
-            if record.team_id and await store.get_team(record.team_id) is None:
-                sys.stderr.write(f"keystile: team {record.team_id!r} does not exist\n")
-                return 1
-            await store.insert_key(record)
-            print(raw)
-            sys.stderr.write(f"created key {record.key_name} (alias {record.key_alias or '-'}); this is the only time it is shown\n")
-            return 0
+            return await _key_create(store, *checked)
         if args.action == "list":
-            keys = await store.list_keys(limit=100_000)
-            rows = [
-                (k.key_name, k.key_alias or "-", ",".join(k.models) or "all", f"{k.spend:.4f}",
-                 "-" if k.max_budget is None else f"{k.max_budget:g}", "blocked" if k.blocked else "active", k.token_hash[:12])
-                for k in keys
-            ]
-            _table(("key", "alias", "models", "spend", "budget", "state", "hash"), rows)
-            return 0
-        ref = args.key
-        token_hash = ref if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref) else hash_key(ref)
-        key = await store.get_key(token_hash)
+            return await _key_list(store)
+        key = await _find_key(store, args.key)
         if key is None:
-            found = await store.find_key_by_alias(ref)
-            if found is None:
-                sys.stderr.write(f"keystile: no key matches {mask(ref) if ref.startswith('sk-') else ref!r}\n")
-                return 1
-            key = found
-        if args.action == "info":
-            from keystile.server.admin import _iso  # same rendering as the admin API
-
-            for name in ("key_name", "key_alias", "models", "spend", "max_budget", "budget_duration", "rpm_limit",
-                         "tpm_limit", "max_parallel_requests", "blocked", "user_id", "team_id", "token_hash"):
-                print(f"{name:22} {getattr(key, name)}")
-            print(f"{'expires':22} {_iso(key.expires_at)}")
-            print(f"{'created':22} {_iso(key.created_at)}")
-            return 0
-        if args.action in ("block", "unblock"):
-            await store.update_key(key.token_hash, {"blocked": args.action == "block"})
-            print(f"{args.action}ed {key.key_name}")
-            return 0
-        if args.action == "delete":
-            await store.delete_keys([key.token_hash])
-            print(f"deleted {key.key_name}")
-            return 0
+            return 1
+        if args.action == "update":
+            return await _key_update(store, key, *checked, given=list(_key_data(args)))
+        return await _KEY_ACTIONS[args.action](store, key)
+    except IntegrityViolation as exc:  # a race with another writer; the checks above catch the usual case
+        sys.stderr.write(f"keystile: {'--alias: this alias is already used by another key' if 'alias' in str(exc) else exc}\n")
+        return 1
     finally:
         await store.close()
-    return 2
+
+
+async def _find_key(store: Any, ref: str) -> Any:
+    """The key ``ref`` names (the key itself, its SHA-256 hash or its alias); None after saying so."""
+    from keystile.auth import hash_key
+    from keystile.credentials import mask
+
+    token_hash = ref if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref) else hash_key(ref)
+    key = await store.get_key(token_hash) or await store.find_key_by_alias(ref)
+    if key is None:
+        sys.stderr.write(f"keystile: no key matches {mask(ref) if ref.startswith('sk-') else ref!r} (give the key, its hash or its alias)\n")
+    return key
+
+
+async def _alias_taken(store: Any, alias: str | None, token_hash: str | None = None) -> bool:
+    if alias:
+        other = await store.find_key_by_alias(alias)
+        if other is not None and other.token_hash != token_hash:
+            sys.stderr.write(f"keystile: --alias: {alias!r} is already used by another key ({other.key_name})\n")
+            return True
+    return False
+
+
+async def _team_missing(store: Any, team_id: str | None) -> bool:
+    if team_id and await store.get_team(team_id) is None:
+        sys.stderr.write(f"keystile: --team: team {team_id!r} does not exist\n")
+        return True
+    return False
+
+
+async def _key_create(store: Any, fields: dict[str, Any], duration: str | None) -> int:
+    from keystile.auth import generate_key
+    from keystile.store.keys import build_key
+
+    raw = generate_key()
+    record = build_key(raw, fields, time.time(), duration)
+    if await _alias_taken(store, record.key_alias) or await _team_missing(store, record.team_id):
+        return 1
+    await store.insert_key(record)
+    print(raw)
+    sys.stderr.write(f"created key {record.key_name} (alias {record.key_alias or '-'}); this is the only time it is shown\n")
+    return 0
+
+
+async def _key_update(store: Any, key: Any, fields: dict[str, Any], duration: str | None, *, given: list[str]) -> int:
+    """As /key/update: the given fields change; a new lifetime or budget period counts from now."""
+    from keystile.durations import parse_duration
+    from keystile.limits.budgets import period_seconds
+
+    if await _alias_taken(store, fields.get("key_alias"), key.token_hash) or await _team_missing(store, fields.get("team_id")):
+        return 1
+    changes = dict(fields)
+    now = time.time()
+    if "duration" in given:
+        changes["expires_at"] = now + parse_duration(duration) if duration else None
+    if "budget_duration" in changes:
+        period = period_seconds(changes["budget_duration"])
+        changes["budget_reset_at"] = now + period if period else None
+    await store.update_key(key.token_hash, changes)
+    print(f"updated {key.key_name}: {', '.join(_KEY_FLAGS[field] for field in given)}")
+    return 0
+
+
+async def _key_list(store: Any) -> int:
+    keys = await store.list_keys(limit=100_000)
+    rows = [
+        (k.key_name, k.key_alias or "-", ",".join(k.models) or "all", f"{k.spend:.4f}",
+         "-" if k.max_budget is None else f"{k.max_budget:g}", "blocked" if k.blocked else "active", k.token_hash[:12])
+        for k in keys
+    ]
+    _table(("key", "alias", "models", "spend", "budget", "state", "hash"), rows)
+    return 0
+
+
+async def _key_info(store: Any, key: Any) -> int:
+    from keystile.server.admin import _iso  # same rendering as the admin API
+
+    for name in ("key_name", "key_alias", "models", "spend", "max_budget", "budget_duration", "rpm_limit",
+                 "tpm_limit", "max_parallel_requests", "blocked", "user_id", "team_id", "token_hash"):
+        print(f"{name:22} {getattr(key, name)}")
+    print(f"{'expires':22} {_iso(key.expires_at)}")
+    print(f"{'created':22} {_iso(key.created_at)}")
+    return 0
+
+
+async def _key_regenerate(store: Any, key: Any) -> int:
+    """A new secret for the same key (limits, spend and history stay); the old one stops working."""
+    from keystile.auth import generate_key, hash_key
+    from keystile.credentials import mask
+
+    raw = generate_key()
+    await store.rekey(key.token_hash, hash_key(raw), mask(raw), {})
+    print(raw)
+    sys.stderr.write(f"regenerated {key.key_alias or key.key_name}: the old key no longer works; this is the only time the new one is shown\n")
+    return 0
+
+
+async def _key_block(store: Any, key: Any) -> int:
+    await store.update_key(key.token_hash, {"blocked": True})
+    print(f"blocked {key.key_name}")
+    return 0
+
+
+async def _key_unblock(store: Any, key: Any) -> int:
+    await store.update_key(key.token_hash, {"blocked": False})
+    print(f"unblocked {key.key_name}")
+    return 0
+
+
+async def _key_delete(store: Any, key: Any) -> int:
+    await store.delete_keys([key.token_hash])
+    print(f"deleted {key.key_name}")
+    return 0
+
+
+_KEY_ACTIONS: dict[str, Callable[[Any, Any], Awaitable[int]]] = {
+    "info": _key_info,
+    "regenerate": _key_regenerate,
+    "block": _key_block,
+    "unblock": _key_unblock,
+    "delete": _key_delete,
+}
 
 
 # --- config, migrate, spend --------------------------------------------------------------------
@@ -319,6 +534,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         from keystile.store.migrations import SchemaTooNew, migrate
 
         settings = _settings(args.config)
+        _make_database_folder(settings.database_url)
         db = await open_database(settings.database_url)
         try:
             applied = await migrate(db)
@@ -355,8 +571,9 @@ def cmd_spend_report(args: argparse.Namespace) -> int:
         for row in rows:
             group, requests, tokens_in, tokens_out, cost = row[:5]
             label = group if group is not None else "-"
-            if args.by == "key" and group:
-                label = f"{row[5] or '-'} ({group[:12]})"
+            if args.by == "key":
+                # Requests made with the master key carry no key hash; their rows say "master".
+                label = f"{row[5] or '-'} ({group[:12]})" if group else ("master key" if row[5] == "master" else "-")
             out.append((label, str(requests), str(tokens_in or 0), str(tokens_out or 0), f"{cost or 0:.6f}"))
             total += cost or 0.0
         _table((args.by, "requests", "input tokens", "output tokens", "cost (USD)"), out)
@@ -461,7 +678,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keystile {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    config_help = "config file: keystile YAML or a LiteLLM config.yaml (default: the built-in sample with mock models)"
+    config_help = (
+        "config file: keystile YAML or a LiteLLM config.yaml (default: the built-in sample with mock models, "
+        "whose database is $XDG_DATA_HOME/keystile/keystile.db, by default ~/.local/share/keystile/keystile.db)"
+    )
+    key_help = "the key, its SHA-256 hash, or its alias"
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", help=config_help)
@@ -470,34 +691,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default 1; use one per core)")
     serve.set_defaults(func=cmd_serve)
 
-    keys = sub.add_parser("keys", help="manage virtual keys directly on the store")
+    keys = sub.add_parser("keys", help="manage virtual keys directly on the store (no master key needed)")
     keys_sub = keys.add_subparsers(dest="action", required=True)
-    create = keys_sub.add_parser("create", help="create a key and print it (once)")
-    create.add_argument("--alias")
-    create.add_argument("--models", help="comma-separated model names this key may use (default: all)")
-    create.add_argument("--max-budget", dest="max_budget", type=float)
-    create.add_argument("--soft-budget", dest="soft_budget", type=float)
-    create.add_argument("--budget-duration", dest="budget_duration", help="budget period, e.g. 1d, 30d")
-    create.add_argument("--rpm", dest="rpm_limit", type=int)
-    create.add_argument("--tpm", dest="tpm_limit", type=int)
-    create.add_argument("--parallel", dest="max_parallel_requests", type=int)
-    create.add_argument("--duration", help="key lifetime, e.g. 30d (default: no expiry)")
-    create.add_argument("--user", dest="user_id")
-    create.add_argument("--team", dest="team_id")
+    create = keys_sub.add_parser("create", help="create a key and print it (the only time it is shown)")
+    _add_key_options(create, clearable=False)
     create.add_argument("--config", help=config_help)
-    for action, text in (("list", "list keys"),):
+    update = keys_sub.add_parser("update", help="change a key's alias, models, budgets, limits or lifetime")
+    update.add_argument("key", help=key_help)
+    _add_key_options(update, clearable=True)
+    update.add_argument("--config", help=config_help)
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--config", help=config_help)
+    for action, text in (
+        ("info", "show a key's settings"),
+        ("regenerate", "give a key a new secret and print it; the old one stops working"),
+        ("block", "refuse a key's requests until it is unblocked"),
+        ("unblock", "let a blocked key in again"),
+        ("delete", "delete a key"),
+    ):
         p = keys_sub.add_parser(action, help=text)
-        p.add_argument("--config", help=config_help)
-    for action, text in (("info", "show a key"), ("block", "block a key"), ("unblock", "unblock a key"), ("delete", "delete a key")):
-        p = keys_sub.add_parser(action, help=text)
-        p.add_argument("key", help="the key, its SHA-256 hash, or its alias")
+        p.add_argument("key", help=key_help)
         p.add_argument("--config", help=config_help)
     keys.set_defaults(func=cmd_keys)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="action", required=True)
     check = config_sub.add_parser("check", help="validate a config file and explain any problem with file:line")
-    check.add_argument("path")
+    check.add_argument("path", help="the config file to check")
     check.set_defaults(func=cmd_config_check)
 
     migrate = sub.add_parser("migrate", help="apply database schema migrations")
@@ -507,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     spend = sub.add_parser("spend", help="spend reports")
     spend_sub = spend.add_subparsers(dest="action", required=True)
     report = spend_sub.add_parser("report", help="print spend grouped by key, user, team or model")
-    report.add_argument("--by", choices=("key", "user", "team", "model"), default="key")
+    report.add_argument("--by", choices=("key", "user", "team", "model"), default="key", help="what to group by (default: key)")
     report.add_argument("--since", help="only requests newer than this, e.g. 24h, 7d")
     report.add_argument("--config", help=config_help)
     report.set_defaults(func=cmd_spend_report)

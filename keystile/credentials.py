@@ -168,9 +168,11 @@ def credentials_from(found: Mapping[bytes, bytes], query_key: str | None = None)
 def mask(value: str) -> str:
     """Show a secret the way error messages and listings may: ``sk-ks-…a1b2``.
 
-    Short or unusual values reveal nothing but their length class.
+    A short value keeps a quarter of its characters at each end (``wrong-key`` → ``wr…ey``), so
+    whoever sent it can recognise it; below four characters only ``…`` is shown.
     """
     if len(value) < 12:
-        return "…" * min(3, max(1, len(value) // 4))
+        keep = len(value) // 4
+        return f"{value[:keep]}…{value[-keep:]}" if keep else "…"
     head = value[:6] if value.startswith("sk-") else value[:3]
     return f"{head}…{value[-4:]}"

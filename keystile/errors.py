@@ -12,6 +12,7 @@ decides the HTTP status and how the body looks to each client:
     NOT_FOUND                 404  not_found_error          invalid_request_error   not_found
     MODEL_NOT_FOUND           404  not_found_error          invalid_request_error   model_not_found
     METHOD_NOT_ALLOWED        405  invalid_request_error    invalid_request_error   method_not_allowed
+    REQUEST_TIMEOUT           408  timeout_error            invalid_request_error   request_timeout
     REQUEST_TOO_LARGE         413  request_too_large        invalid_request_error   request_too_large
     UNSUPPORTED_MEDIA         415  invalid_request_error    invalid_request_error   unsupported_media_type
     UPGRADE_REQUIRED          426  invalid_request_error    invalid_request_error   upgrade_required
@@ -52,6 +53,7 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = (404, "not_found_error", "invalid_request_error", "not_found")
     MODEL_NOT_FOUND = (404, "not_found_error", "invalid_request_error", "model_not_found")
     METHOD_NOT_ALLOWED = (405, "invalid_request_error", "invalid_request_error", "method_not_allowed")
+    REQUEST_TIMEOUT = (408, "timeout_error", "invalid_request_error", "request_timeout")
     REQUEST_TOO_LARGE = (413, "request_too_large", "invalid_request_error", "request_too_large")
     UNSUPPORTED_MEDIA = (415, "invalid_request_error", "invalid_request_error", "unsupported_media_type")
     UPGRADE_REQUIRED = (426, "invalid_request_error", "invalid_request_error", "upgrade_required")

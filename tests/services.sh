@@ -4,8 +4,11 @@
 # Idempotent: installs the servers from Debian's packages when they are missing (needs root),
 # creates the PostgreSQL cluster once, starts whatever is not running, prints the URLs.
 #
-#   tests/services.sh start             install + start both; print `export KEYSTILE_TEST_…_URL=…` lines
-#   tests/services.sh run CMD [ARG…]    start both, run CMD with the URLs exported (what `make test` does)
+#   tests/services.sh start             install + start both; print `export KEYSTILE_TEST_…_URL=…` lines;
+#                                       they keep running until `stop`
+#   tests/services.sh run CMD [ARG…]    start both, run CMD with the URLs exported (what `make test` does);
+#                                       when the last run that started them ends (pass, fail or Ctrl-C),
+#                                       stop them again: servers that were already up are left as they were
 #   tests/services.sh env               print the export lines without starting anything
 #   tests/services.sh stop              stop both
 #   tests/services.sh start-redis | stop-redis | start-postgres | stop-postgres
@@ -219,32 +222,83 @@ start_all() {
     start_redis
 }
 
+# --- runs: who started the servers, who still uses them ------------------------------------------
+# `run` starts a server only when it is down, and then the server belongs to the runs: each run
+# holds a file under $DIR/runs while it lasts, and the last one to leave stops what runs started.
+# A server started by `start` (or up before any run) is not theirs, and stays up.
+
+RUNS="$DIR/runs"
+
+run_begin() {  # under the lock
+    # (pg_bindir first: on a fresh machine pg_running would create the postgres user before the package does)
+    { pg_bindir >/dev/null && pg_running; } || : >"$DIR/postgres.started-by-run"
+    redis_pid >/dev/null || : >"$DIR/redis.started-by-run"
+    start_all
+    mkdir -p "$RUNS"
+    : >"$RUNS/$$"
+}
+
+other_runs() {  # the runs still alive besides this one (files of vanished ones are removed)
+    local file
+    for file in "$RUNS"/*; do
+        [ -e "$file" ] || continue
+        if [ "${file##*/}" != "$$" ] && kill -0 "${file##*/}" 2>/dev/null; then
+            echo "${file##*/}"
+        else
+            rm -f "$file"
+        fi
+    done
+}
+
+run_end() {  # under the lock
+    if [ -n "$(other_runs)" ]; then
+        say "PostgreSQL and Redis stay up for another test run that is using them"
+        return 0
+    fi
+    if [ -f "$DIR/redis.started-by-run" ] || [ -n "${CI:-}" ]; then
+        stop_redis
+        rm -f "$DIR/redis.started-by-run"
+    fi
+    if [ -f "$DIR/postgres.started-by-run" ] || [ -n "${CI:-}" ]; then
+        stop_postgres
+        rm -f "$DIR/postgres.started-by-run"
+    fi
+    if { pg_bindir >/dev/null && pg_running; } || redis_pid >/dev/null; then
+        say "PostgreSQL (127.0.0.1:$PG_PORT) / Redis (127.0.0.1:$REDIS_PORT) were up before this run and stay up; stop them with: bash tests/services.sh stop"
+    fi
+}
+
+forget_runs_ownership() {
+    rm -f "$DIR/postgres.started-by-run" "$DIR/redis.started-by-run"
+}
+
 command="${1:-start}"
 case "$command" in
     start)
         if skipping; then exit 0; fi
         locked start_all
+        forget_runs_ownership  # started (or kept) on purpose: runs leave them up
         print_env
         ;;
     run)
         shift
         [ "$#" -gt 0 ] || die "usage: tests/services.sh run CMD [ARG…]"
         if ! skipping; then
-            locked start_all
+            trap 'locked run_end || true' EXIT
+            trap 'exit 130' INT
+            trap 'exit 143' TERM
+            locked run_begin
             eval "$(print_env)"
         fi
         status=0
         "$@" || status=$?
-        if [ -n "${CI:-}" ] && [ "${KEYSTILE_SKIP_SERVICES:-}" != 1 ]; then
-            locked stop_redis
-            locked stop_postgres
-        fi
         exit "$status"
         ;;
     env) print_env ;;
     stop)
         locked stop_redis
         locked stop_postgres
+        forget_runs_ownership
         ;;
     start-redis) locked start_redis ;;
     stop-redis) locked stop_redis ;;

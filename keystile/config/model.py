@@ -71,6 +71,20 @@ class ServerSettings:
     workers: int = 1
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    """Request line + headers, counted while they are read, on every route (431 past it)."""
+    header_timeout: float = 30.0
+    """Seconds a request line and headers may take to arrive, from the connection's start (or a
+    keep-alive request's first byte); a connection that sends nothing is closed after it."""
+    body_timeout: float = 30.0
+    body_min_rate: int = 500
+    """While a body is read, each ``body_timeout`` window must bring ``body_timeout × body_min_rate``
+    bytes, or the rest of the body (Apache's ``RequestReadTimeout body=…,MinRate=500``), else 408."""
+    keep_alive_timeout: float = 75.0
+    """Seconds an idle keep-alive connection stays open: longer than clients' own idle timeouts
+    (httpx, under both official Python SDKs, drops idle connections after 5 s; Node's agents after
+    4–5 s), so the client closes them and never reuses one the server is closing."""
+    max_connections: int = 4096
+    """Client connections per worker; lowered to fit the process's file-descriptor limit."""
     graceful_shutdown: float = 30.0
     """On SIGTERM, seconds requests in flight may take to finish before they are cut off."""
     access_log: bool = True

@@ -89,19 +89,34 @@ def _models(top: Fields) -> list[Deployment]:
 
 
 def read_server(f: Fields) -> ServerSettings:
-    defaults = ServerSettings()
+    d = ServerSettings()
     server = ServerSettings(
-        host=f.string("host", defaults.host) or defaults.host,
-        port=f.integer("port", defaults.port, minimum=0) or defaults.port,
-        workers=f.integer("workers", defaults.workers, minimum=1) or 1,
-        max_body_bytes=f.integer("max_body_bytes", defaults.max_body_bytes, minimum=1024) or defaults.max_body_bytes,
-        max_header_bytes=f.integer("max_header_bytes", defaults.max_header_bytes, minimum=1024)
-        or defaults.max_header_bytes,
-        graceful_shutdown=_num(f.duration("graceful_shutdown", defaults.graceful_shutdown), defaults.graceful_shutdown),
-        access_log=f.boolean("access_log", defaults.access_log),
+        host=f.string("host", d.host) or d.host,
+        port=f.integer("port", d.port, minimum=0) or d.port,
+        workers=f.integer("workers", d.workers, minimum=1) or 1,
+        max_body_bytes=f.integer("max_body_bytes", d.max_body_bytes, minimum=1024) or d.max_body_bytes,
+        max_header_bytes=f.integer("max_header_bytes", d.max_header_bytes, minimum=1024) or d.max_header_bytes,
+        header_timeout=_positive_duration(f, "header_timeout", d.header_timeout),
+        body_timeout=_positive_duration(f, "body_timeout", d.body_timeout),
+        body_min_rate=_int(f.integer("body_min_rate", d.body_min_rate, minimum=1), d.body_min_rate),
+        keep_alive_timeout=_positive_duration(f, "keep_alive_timeout", d.keep_alive_timeout),
+        max_connections=_int(f.integer("max_connections", d.max_connections, minimum=1), d.max_connections),
+        graceful_shutdown=_num(f.duration("graceful_shutdown", d.graceful_shutdown), d.graceful_shutdown),
+        access_log=f.boolean("access_log", d.access_log),
     )
-    f.warn_unknown(("host", "port", "workers", "max_body_bytes", "max_header_bytes", "graceful_shutdown", "access_log"))
+    f.warn_unknown(tuple(ServerSettings.__dataclass_fields__))
     return server
+
+
+def _positive_duration(f: Fields, key: str, default: float) -> float:
+    """A timeout: a duration longer than zero (0 would close every connection at once)."""
+    value = f.duration(key, default)
+    if value is None:
+        return default
+    if value <= 0:
+        f.source.problem(f.path + (key,), "must be longer than zero")
+        return default
+    return value
 
 
 def read_fallbacks(f: Fields, key: str, model_names: set[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
