@@ -331,10 +331,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
 
     def _error_format(self) -> ApiFormat:
-        """Anthropic's error shape for ``/v1/messages…`` or an ``anthropic-version`` header, else OpenAI's."""
-        if getattr(self, "url", b"").startswith(b"/v1/messages"):
+        """Anthropic's error shape for ``/v1/messages…`` or an ``anthropic-version`` header, Google's
+        for a Gemini path or ``x-goog-api-key``, else OpenAI's."""
+        url = getattr(self, "url", b"")
+        if url.startswith(b"/v1/messages"):
             return ApiFormat.ANTHROPIC
+        if b"Content" in url or b"countTokens" in url or url.startswith(b"/v1beta"):
+            return ApiFormat.GEMINI
         for name, _ in self.headers or ():
             if name == b"anthropic-version":
                 return ApiFormat.ANTHROPIC
+            if name == b"x-goog-api-key":
+                return ApiFormat.GEMINI
         return ApiFormat.OPENAI
