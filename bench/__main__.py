@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="shorter runs (2 s each, 20,000-request soak)")
     mode.add_argument("--smoke", action="store_true", help="a few seconds in all; targets printed but not enforced")
     mode.add_argument("--profile", action="store_true", help="py-spy on the keystile worker under 64-connection Messages load")
-    p.add_argument("--duration", type=float, help="seconds per load run (full: 5)")
+    p.add_argument("--duration", type=float, help="seconds per closed-loop load run (full: 4)")
     p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (full: 1)")
     p.add_argument("--connections", help="closed loop: comma-separated connection counts (default 64)")
     p.add_argument("--scenarios", help=f"closed loop: comma-separated, from {', '.join(SCENARIOS)} "
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                         "(full: 20000; 0 skips the phase)")
     p.add_argument("--search-workers", help="throughput at a latency bound: comma-separated worker counts "
                                             "(default 1,2; 0 skips the search)")
-    p.add_argument("--search-budget", type=float, help="throughput at a latency bound: seconds per worker count (full: 45)")
+    p.add_argument("--search-budget", type=float, help="throughput at a latency bound: seconds per worker count (full: 35)")
     p.add_argument("--long-streams", type=int, help="concurrent long streams through one worker (full: 5000; 0 skips)")
     p.add_argument("--ttfb-streams", type=int, help="sequential streams for time to first byte (full: 200)")
     p.add_argument("--soak-requests", type=int, help="requests in the soak (full: 100000; 0 skips it)")
@@ -200,44 +200,54 @@ def _search_progress(workers: int, step) -> None:
 def run_benchmark(bench: Bench, args: argparse.Namespace, described: dict, pinning: services.Pinning) -> int:
     o = bench.o
     started_at = time.time()
+    phases: dict[str, float] = {}
+
+    def timed(name: str, run):
+        began = time.monotonic()
+        try:
+            return run()
+        finally:
+            phases[name] = round(time.monotonic() - began, 1)
+
     print("\nstarting the mock upstreams and keystile ...", flush=True)
-    first_start = bench.start()
+    first_start = timed("start", bench.start)
     print(f"  keystile ready {first_start['seconds']:.2f} s after launch; worker pid(s) {bench.gateway.worker_pids}", flush=True)
     rss_start = bench.rss_mb()
     print("load runs (closed loop):", flush=True)
-    runs = bench.load_runs(_progress)
+    runs = timed("closed loop", lambda: bench.load_runs(_progress))
     latency = None
     if o.latency_requests > 0 and o.latency_scenarios:
         print(f"added latency at one connection (open loop, {o.latency_rate:,.0f} req/s, {o.latency_requests:,} requests "
               "per run):", flush=True)
-        latency = bench.latency(_latency_progress)
+        latency = timed("latency", lambda: bench.latency(_latency_progress))
     print("time to first byte of streams ...", flush=True)
-    ttfb = bench.ttfb()
+    ttfb = timed("ttfb", bench.ttfb)
     print("pacing (no buffering) ...", flush=True)
-    pacing = bench.pacing()
+    pacing = timed("pacing", bench.pacing)
     search = None
     if o.search_workers:
         print(f"throughput at a latency bound (open loop, {o.search_connections} connections, "
               f"at most {o.search_budget:.0f} s per worker count):", flush=True)
-        search = bench.search(_search_progress)
+        search = timed("search", lambda: bench.search(_search_progress))
     soak = None
     if o.soak_requests > 0:
         print(f"soak: {o.soak_requests:,} requests ...", flush=True)
-        soak = bench.soak()
+        soak = timed("soak", bench.soak)
     long_streams = None
     if o.long_streams > 0:
         print(f"many long streams: {o.long_streams:,} at once, direct then through one keystile worker ...", flush=True)
-        long_streams = bench.long_streams()
+        long_streams = timed("long streams", bench.long_streams)
     rss_end = bench.rss_mb()
     spend = bench.spend()
     print("startup time of further launches ...", flush=True)
-    startup = [first_start["seconds"], *bench.restarts()]
+    startup = [first_start["seconds"], *timed("restarts", bench.restarts)]
 
     results = {
         "format": 1,
         "mode": o.mode,
         "started_at": started_at,
         "finished_at": time.time(),
+        "phase_seconds": phases,
         "machine": described,
         "pinning": pinning.to_json(),
         "settings": {k: v for k, v in asdict(o).items() if k != "extra"},
@@ -255,7 +265,8 @@ def run_benchmark(bench: Bench, args: argparse.Namespace, described: dict, pinni
     }
     for run in runs:
         run["error_count"] = sum(run["errors"].values())
-    results["noisy_runs"] = sum(1 for r in runs if r["other_processes_cpu_percent"] > report.NOISY_OTHER_PERCENT)
+    open_loop = [entry[via] for entry in (latency or {}).values() for via in ("direct", "floor", "keystile") if via in entry]
+    results["noisy_runs"] = sum(1 for r in runs + open_loop if r["other_processes_cpu_percent"] > report.NOISY_OTHER_PERCENT)
     results["targets"] = report.evaluate(results)
     report.print_report(results)
     path = report.write_results(results, args.results_dir)

@@ -260,6 +260,11 @@ def print_report(results: dict) -> None:
               f"(rpm {spend['rpm_limit']:,}, tpm {spend['tpm_limit']:,}, parallel {spend['max_parallel_requests']:,}, "
               f"budget ${spend['max_budget']:,.0f} — all checked on every request, none reached).")
 
+    phases = results.get("phase_seconds")
+    if phases:
+        total = results["finished_at"] - results["started_at"]
+        print(f"\nTime taken: {total:.0f} s (" + ", ".join(f"{name} {seconds:g} s" for name, seconds in phases.items()) + ")")
+
     print("\n== Targets ==")
     for t in results["targets"]:
         if t["pass"] is None:
@@ -289,9 +294,8 @@ def print_latency(results: dict) -> None:
     if not latency:
         return
     settings = results["settings"]
-    first = next(iter(latency.values()))
     print(f"\n== Added latency at one connection: open loop, {settings['latency_rate']:,.0f} req/s, "
-          f"{first['keystile']['requests']:,} requests per run; each latency from the request's intended send time "
+          f"{settings['latency_requests']:,} requests per run; each latency from the request's intended send time "
           "(coordinated-omission aware); streams: time to the first body byte ==")
     header = (f"{'scenario':<17}{'via':<10}{'p50 ms':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}"
               f"{'µs CPU/req':>12}{'gw CPU':>8}{'other':>7}{'errors':>7}")
@@ -323,6 +327,10 @@ def print_latency(results: dict) -> None:
           f"   the load client itself (bench.openloop, one process): up to {cpu:.0f} µs CPU per request ({share:.0f}% of a core); "
           f"it sent requests late, after they could\n   have gone, by p50 {late_p50:.0f} / p99 {late_p99:.0f} / max "
           f"{late_max:.0f} µs (worst run) — in the direct runs as in keystile's, so it cancels in the added figures.")
+    noisy = [r for r in runs if r["other_processes_cpu_percent"] > NOISY_OTHER_PERCENT]
+    if noisy:
+        print(f"   WARNING: other processes used more than {NOISY_OTHER_PERCENT}% of a core during {len(noisy)} of {len(runs)} "
+              "runs: the tail figures are the machine's as much as keystile's.")
     slow = [f"{name}/{via}" for name, entry in latency.items() for via in ("direct", "floor", "keystile")
             if via in entry and not entry[via]["sustained"]]
     if slow:
@@ -366,8 +374,8 @@ def print_long_streams(streams: dict | None) -> None:
         return
     print(f"\n== Many long streams: {streams['streams']:,} concurrent streams, each {streams['pauses']} pauses of "
           f"{streams['gap_s'] * 1000:.0f} ms (≈{streams['nominal_duration_s']:.1f} s), all sent at once; keystile: one worker ==")
-    print(f"{'':<10}{'completed':>14}{'duration p50':>14}{'p90':>8}{'p99':>8}{'max':>8}{'first byte p50':>16}{'p99':>8}"
-          f"{'events':>8}{'connect':>9}  failures")
+    print(f"{'':<10}{'completed':>14}{'duration p50':>14}{'p90':>10}{'p99':>10}{'max':>10}{'first byte p50':>16}{'p99':>10}"
+          f"{'events':>8}{'connect':>9}{'client CPU':>12}  failures")
     for via in ("direct", "keystile"):
         r = streams[via]
         d, t = r["duration_s"], r["ttfb_s"]
@@ -386,16 +394,18 @@ def print_long_streams(streams: dict | None) -> None:
         def s(v: float | None) -> str:
             return "-" if v is None else f"{v:.3f} s"
 
-        print(f"{via:<10}{r['completed']:>8,}/{r['streams']:<5,}{s(d.get('p50')):>14}{s(d.get('p90')):>8}{s(d.get('p99')):>8}"
-              f"{s(d.get('max')):>8}{s(t.get('p50')):>16}{s(t.get('p99')):>8}{r['events_per_stream'].get('p50', 0):>8.0f}"
-              f"{r['connect_seconds']:>8.1f}s  {'; '.join(failures) or 'none'}")
+        print(f"{via:<10}{r['completed']:>8,}/{r['streams']:<5,}{s(d.get('p50')):>14}{s(d.get('p90')):>10}{s(d.get('p99')):>10}"
+              f"{s(d.get('max')):>10}{s(t.get('p50')):>16}{s(t.get('p99')):>10}{r['events_per_stream'].get('p50', 0):>8.0f}"
+              f"{r['connect_seconds']:>8.1f}s{r['client_cpu_s']:>11.2f}s  {'; '.join(failures) or 'none'}")
     rss, fds = streams["rss_mb"], streams["open_fds"]
     k = streams["keystile"]
     print(f"   keystile worker RSS: {rss['before']:.1f} MB before, {rss['peak']:.1f} MB at peak, {rss['after']:.1f} MB "
           f"after ({rss['after_waited_s']:g} s after the last stream ended); open file descriptors {fds['before']:,} → "
           f"peak {fds['peak']:,} → {fds['after']:,}; worker CPU {k['gateway_worker_cpu_s']:.1f} s "
-          f"({k['gateway_cpu_us_per_request']:.0f} µs per stream); requests written in {k['send_spread_ms']:.0f} ms; "
-          f"the client's open-files limit {k['open_files_limit']:,}")
+          f"({k['gateway_cpu_us_per_request']:.0f} µs per stream), mock {k['mock_cpu_us_per_request']:.0f} µs per stream;\n"
+          f"   all requests written by the client within {k['send_spread_ms']:.0f} ms (each stream timed from its own send); "
+          f"the client's open-files limit {k['open_files_limit']:,}.\n"
+          "   direct: the same streams straight to the mock — the upstream's own duration, what keystile is held to.")
 
 
 def write_results(results: dict, directory: Path, prefix: str = "") -> Path:

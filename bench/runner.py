@@ -42,7 +42,7 @@ RSS_RETURN_MB = 10.0
 @dataclass
 class Options:
     mode: str = "full"  # full | quick | smoke | profile
-    duration: float = 5.0
+    duration: float = 4.0
     warmup: float = 1.0
     connections: tuple[int, ...] = (64,)
     scenarios: tuple[str, ...] = THROUGHPUT_SCENARIOS
@@ -50,7 +50,8 @@ class Options:
     latency_scenarios: tuple[str, ...] = LATENCY_SCENARIOS
     latency_rate: float = 1000.0
     latency_requests: int = 20_000
-    latency_warmup: float = 1.0
+    latency_floor_requests: int = 10_000  # the floor app is a reference, not a target: half the requests
+    latency_warmup: float = 0.5
     latency_max_lag: float = 1.0
     # throughput at a latency bound
     search_workers: tuple[int, ...] = (1, 2)
@@ -60,7 +61,7 @@ class Options:
     search_warmup: float = 0.5
     search_start: float = 500.0
     search_ceiling: float = 64_000.0
-    search_budget: float = 45.0
+    search_budget: float = 35.0
     search_refine: int = 2
     # many long streams at once
     long_streams: int = 5000
@@ -304,7 +305,8 @@ class Bench:
             targets.append(("keystile", self.gateway.port, scenario.through_gateway(self.key), self.gateway))
             entry: dict = {"scenario": name, "description": scenario.description, "metric": metric}
             for via, port, request, server in targets:
-                spec = OpenLoopSpec(HOST, port, (request.raw(HOST, port),), o.latency_rate, o.latency_requests,
+                count = min(o.latency_requests, o.latency_floor_requests) if via == "floor" else o.latency_requests
+                spec = OpenLoopSpec(HOST, port, (request.raw(HOST, port),), o.latency_rate, count,
                                     connections=1, warmup=o.latency_warmup, max_lag=o.latency_max_lag,
                                     stream=scenario.stream)
                 result, costs = self.measured(server, lambda spec=spec: run_open_loop(self.pinning, self.workdir, spec),
