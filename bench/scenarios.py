@@ -148,4 +148,6 @@ ROUTED_MODEL = "claude-routed"
 AGENT_MODEL = "claude-agent"
 """Long agent streams: a deployment on the paced mock whose upstream model (``AGENT_UPSTREAM_MODEL``)
 the mock answers with a few events some hundred milliseconds apart."""
-AGENT_UPSTREAM_MODEL = "claude-agent-stream"
+AGENT_UPSTREAM_MODEL = "claude-sonnet-4-20250514"
+"""A model of its own, so the paced mock can tell these requests apart, and one with a price, so
+spend accounting takes its usual path."""
