@@ -2,7 +2,7 @@
 
     python -m bench              the full benchmark (about 6 minutes)
     python -m bench --quick      shorter runs, same phases (about 2 minutes)
-    python -m bench --smoke      a few seconds; part of ``make test``; targets not enforced
+    python -m bench --smoke      about half a minute; part of ``make test``; targets not enforced
     python -m bench --profile    64-connection Messages load with py-spy on the keystile worker
 
 Results: a table on stdout, and ``bench/results/<timestamp>.json`` + ``latest.json``.
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="shorter runs (2 s each, 20,000-request soak)")
-    mode.add_argument("--smoke", action="store_true", help="a few seconds in all; targets printed but not enforced")
+    mode.add_argument("--smoke", action="store_true",
+                      help="every phase in miniature (about half a minute); targets printed but not enforced")
     mode.add_argument("--profile", action="store_true", help="py-spy on the keystile worker under 64-connection Messages load")
     p.add_argument("--duration", type=float, help="seconds per closed-loop load run (full: 4)")
     p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (full: 1)")
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                         "(full: 20000; 0 skips the phase)")
     p.add_argument("--search-workers", help="throughput at a latency bound: comma-separated worker counts "
                                             "(default 1,2; 0 skips the search)")
-    p.add_argument("--search-budget", type=float, help="throughput at a latency bound: seconds per worker count (full: 35)")
+    p.add_argument("--search-budget", type=float, help="throughput at a latency bound: seconds per worker count (full: 30)")
     p.add_argument("--long-streams", type=int, help="concurrent long streams through one worker (full: 5000; 0 skips)")
     p.add_argument("--ttfb-streams", type=int, help="sequential streams for time to first byte (full: 200)")
     p.add_argument("--soak-requests", type=int, help="requests in the soak (full: 100000; 0 skips it)")
@@ -227,7 +228,7 @@ def run_benchmark(bench: Bench, args: argparse.Namespace, described: dict, pinni
     search = None
     if o.search_workers:
         print(f"throughput at a latency bound (open loop, {o.search_connections} connections, "
-              f"at most {o.search_budget:.0f} s per worker count):", flush=True)
+              f"about {o.search_budget:.0f} s per worker count):", flush=True)
         search = timed("search", lambda: bench.search(_search_progress))
     soak = None
     if o.soak_requests > 0:

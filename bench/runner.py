@@ -61,7 +61,7 @@ class Options:
     search_warmup: float = 0.5
     search_start: float = 500.0
     search_ceiling: float = 64_000.0
-    search_budget: float = 35.0
+    search_budget: float = 30.0
     search_refine: int = 2
     # many long streams at once
     long_streams: int = 5000

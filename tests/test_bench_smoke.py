@@ -1,4 +1,4 @@
-"""The benchmark keeps working: ``python -m bench --smoke`` runs every phase in a few seconds.
+"""The benchmark keeps working: ``python -m bench --smoke`` runs every phase in miniature.
 
 The figures of a smoke run are too short to judge; this checks that each phase ran, every
 response was a success, and the results file holds what the README says it does.
