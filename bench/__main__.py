@@ -1,8 +1,8 @@
 """``python -m bench`` (``make bench``): keystile against a fast mock upstream, on this machine.
 
-    python -m bench              the full benchmark (about 3 minutes)
-    python -m bench --quick      shorter runs, same phases (about 1 minute)
-    python -m bench --smoke      a few seconds; part of ``make test``; targets not enforced
+    python -m bench              the full benchmark (about 6 minutes)
+    python -m bench --quick      shorter runs, same phases (about 2 minutes)
+    python -m bench --smoke      about half a minute; part of ``make test``; targets not enforced
     python -m bench --profile    64-connection Messages load with py-spy on the keystile worker
 
 Results: a table on stdout, and ``bench/results/<timestamp>.json`` + ``latest.json``.
@@ -27,9 +27,14 @@ from bench.scenarios import SCENARIOS
 PRESETS = {
     "full": Options(mode="full"),
     "quick": Options(mode="quick", duration=2.0, warmup=0.5, ttfb_streams=100, soak_requests=20_000, startup_runs=2,
-                     rss_interval=1.0),
+                     rss_interval=1.0, latency_requests=5_000, latency_warmup=0.5, search_seconds=1.0,
+                     search_budget=20.0, search_refine=1, long_streams=2_000, long_stream_settle=5.0),
     "smoke": Options(mode="smoke", duration=1.0, warmup=0.0, ttfb_streams=10, pacing_streams=1,
-                     soak_requests=2_000, soak_timeout=30.0, rss_interval=0.2, startup_runs=1),
+                     soak_requests=2_000, soak_timeout=30.0, rss_interval=0.2, startup_runs=1,
+                     latency_scenarios=("messages", "messages-stream"), latency_requests=300, latency_warmup=0.1,
+                     search_seconds=0.3, search_warmup=0.1, search_start=200.0, search_ceiling=200.0,
+                     search_budget=10.0, search_refine=1,
+                     long_streams=100, long_stream_gap=0.05, long_stream_settle=1.0),
     "profile": Options(mode="profile", floor=False),
 }
 TIME_LIMITS = {"full": 1200.0, "quick": 600.0, "smoke": 90.0, "profile": 300.0}
@@ -39,12 +44,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="shorter runs (2 s each, 20,000-request soak)")
-    mode.add_argument("--smoke", action="store_true", help="a few seconds in all; targets printed but not enforced")
+    mode.add_argument("--smoke", action="store_true",
+                      help="every phase in miniature (about half a minute); targets printed but not enforced")
     mode.add_argument("--profile", action="store_true", help="py-spy on the keystile worker under 64-connection Messages load")
-    p.add_argument("--duration", type=float, help="seconds per load run (full: 5)")
+    p.add_argument("--duration", type=float, help="seconds per closed-loop load run (full: 4)")
     p.add_argument("--warmup", type=float, help="seconds of unmeasured load before each run (full: 1)")
-    p.add_argument("--connections", help="comma-separated connection counts (default 1,64)")
-    p.add_argument("--scenarios", help=f"comma-separated, from {', '.join(SCENARIOS)} (default all)")
+    p.add_argument("--connections", help="closed loop: comma-separated connection counts (default 64)")
+    p.add_argument("--scenarios", help=f"closed loop: comma-separated, from {', '.join(SCENARIOS)} "
+                                       "(default messages,messages-stream,chat)")
+    p.add_argument("--latency-scenarios", help="open loop at one connection: comma-separated, the first is the reference "
+                                               "(default messages,chat,messages-stream,chat-stream)")
+    p.add_argument("--latency-rate", type=float, help="open loop at one connection: requests per second (default 1000)")
+    p.add_argument("--latency-requests", type=int, help="open loop at one connection: measured requests per run "
+                                                        "(full: 20000; 0 skips the phase)")
+    p.add_argument("--search-workers", help="throughput at a latency bound: comma-separated worker counts "
+                                            "(default 1,2; 0 skips the search)")
+    p.add_argument("--search-budget", type=float, help="throughput at a latency bound: seconds per worker count (full: 30)")
+    p.add_argument("--long-streams", type=int, help="concurrent long streams through one worker (full: 5000; 0 skips)")
     p.add_argument("--ttfb-streams", type=int, help="sequential streams for time to first byte (full: 200)")
     p.add_argument("--soak-requests", type=int, help="requests in the soak (full: 100000; 0 skips it)")
     p.add_argument("--soak-timeout", type=float, help="upper bound on the soak's duration in seconds (full: 300)")
@@ -79,10 +95,19 @@ def build_options(args: argparse.Namespace) -> Options:
     if args.connections:
         o.connections = tuple(int(c) for c in args.connections.split(","))
     if args.scenarios:
-        o.scenarios = tuple(s.strip() for s in args.scenarios.split(","))
-        unknown = [s for s in o.scenarios if s not in SCENARIOS]
-        if unknown:
-            raise SystemExit(f"bench: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+        o.scenarios = _scenario_list(args.scenarios)
+    if args.latency_scenarios:
+        o.latency_scenarios = _scenario_list(args.latency_scenarios)
+    if args.latency_rate is not None:
+        o.latency_rate = max(1.0, args.latency_rate)
+    if args.latency_requests is not None:
+        o.latency_requests = max(0, args.latency_requests)
+    if args.search_workers:
+        o.search_workers = tuple(w for w in (int(x) for x in args.search_workers.split(",")) if w > 0)
+    if args.search_budget is not None:
+        o.search_budget = args.search_budget
+    if args.long_streams is not None:
+        o.long_streams = max(0, args.long_streams)
     o.upstream_latency_ms = args.upstream_latency_ms
     o.coalesce_stream = args.coalesce_stream
     o.workers = args.workers
@@ -91,6 +116,14 @@ def build_options(args: argparse.Namespace) -> Options:
     o.profile_seconds = max(3, args.profile_seconds)
     o.profile_rate = args.profile_rate
     return o
+
+
+def _scenario_list(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in names if s not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"bench: unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    return names
 
 
 class _TimeLimit(Exception):
@@ -113,13 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     signal.alarm(int(time_limit))
 
-    pinning = services.plan_pinning(not args.no_pin)
+    pinning = services.plan_pinning(not args.no_pin, max((o.workers, *o.search_workers)))
     pin_self(pinning)
+    open_files = services.raise_open_files_limit()
     workdir = make_workdir()
     loadgen = load.choose(args.loadgen, pinning, workdir, install=o.mode != "smoke")
     described = machine.describe(loadgen.name)
+    described["open_files_limit"] = open_files[0]
     print(f"keystile benchmark ({o.mode}) — {machine.summary_line(described)}")
-    print(f"pinning: {pinning.describe()}")
+    print(f"pinning: {pinning.describe()}; open files limit {open_files[0]:,} (inherited by every process started)")
     print(f"gateway: keystile serve --workers {o.workers}, virtual-key auth + rpm/tpm/parallel limits + budget + spend "
           f"accounting on; upstream: mock at {o.upstream_latency_ms:g} ms latency"
           f"{', coalesced streams' if o.coalesce_stream else ''}", flush=True)
@@ -150,48 +185,89 @@ def _progress(run: dict) -> None:
           f"p50 {run['latency_us']['p50'] / 1000:.3f} ms  p99 {run['latency_us']['p99'] / 1000:.3f} ms", flush=True)
 
 
+def _latency_progress(scenario: str, via: str, run: dict, metric: str) -> None:
+    q = run[metric]
+    late = "" if run["sustained"] else "  RATE NOT SUSTAINED"
+    print(f"  {scenario:<16} {via:<9} {run['requests']:>7,} requests  p50 {q['p50'] / 1000:.3f}  p99 {q['p99'] / 1000:.3f}  "
+          f"p99.9 {q['p99.9'] / 1000:.3f}  max {q['max'] / 1000:.3f} ms{late}", flush=True)
+
+
+def _search_progress(workers: int, step) -> None:
+    state = "" if step.sustained else ", rate not sustained"
+    errors = f", {step.errors} errors" if step.errors else ""
+    print(f"  {workers} worker(s) at {step.rate:>7,.0f} req/s: added p99 {step.added_p99_ms:+.3f} ms{state}{errors}", flush=True)
+
+
 def run_benchmark(bench: Bench, args: argparse.Namespace, described: dict, pinning: services.Pinning) -> int:
     o = bench.o
     started_at = time.time()
+    phases: dict[str, float] = {}
+
+    def timed(name: str, run):
+        began = time.monotonic()
+        try:
+            return run()
+        finally:
+            phases[name] = round(time.monotonic() - began, 1)
+
     print("\nstarting the mock upstreams and keystile ...", flush=True)
-    first_start = bench.start()
+    first_start = timed("start", bench.start)
     print(f"  keystile ready {first_start['seconds']:.2f} s after launch; worker pid(s) {bench.gateway.worker_pids}", flush=True)
     rss_start = bench.rss_mb()
-    print("load runs:", flush=True)
-    runs = bench.load_runs(_progress)
+    print("load runs (closed loop):", flush=True)
+    runs = timed("closed loop", lambda: bench.load_runs(_progress))
+    latency = None
+    if o.latency_requests > 0 and o.latency_scenarios:
+        print(f"added latency at one connection (open loop, {o.latency_rate:,.0f} req/s, {o.latency_requests:,} requests "
+              "per run):", flush=True)
+        latency = timed("latency", lambda: bench.latency(_latency_progress))
     print("time to first byte of streams ...", flush=True)
-    ttfb = bench.ttfb()
+    ttfb = timed("ttfb", bench.ttfb)
     print("pacing (no buffering) ...", flush=True)
-    pacing = bench.pacing()
+    pacing = timed("pacing", bench.pacing)
+    search = None
+    if o.search_workers:
+        print(f"throughput at a latency bound (open loop, {o.search_connections} connections, "
+              f"about {o.search_budget:.0f} s per worker count):", flush=True)
+        search = timed("search", lambda: bench.search(_search_progress))
     soak = None
     if o.soak_requests > 0:
         print(f"soak: {o.soak_requests:,} requests ...", flush=True)
-        soak = bench.soak()
+        soak = timed("soak", bench.soak)
+    long_streams = None
+    if o.long_streams > 0:
+        print(f"many long streams: {o.long_streams:,} at once, direct then through one keystile worker ...", flush=True)
+        long_streams = timed("long streams", bench.long_streams)
     rss_end = bench.rss_mb()
     spend = bench.spend()
     print("startup time of further launches ...", flush=True)
-    startup = [first_start["seconds"], *bench.restarts()]
+    startup = [first_start["seconds"], *timed("restarts", bench.restarts)]
 
     results = {
         "format": 1,
         "mode": o.mode,
         "started_at": started_at,
         "finished_at": time.time(),
+        "phase_seconds": phases,
         "machine": described,
         "pinning": pinning.to_json(),
         "settings": {k: v for k, v in asdict(o).items() if k != "extra"},
         "enforce_targets": o.mode != "smoke",
         "runs": runs,
+        "latency": latency,
         "ttfb": ttfb,
         "pacing": pacing,
+        "search": search,
         "soak": soak,
+        "long_streams": long_streams,
         "startup": {"seconds": startup},
         "rss_mb": {"after_start": rss_start, "at_end": rss_end},
         "spend": spend,
     }
     for run in runs:
         run["error_count"] = sum(run["errors"].values())
-    results["noisy_runs"] = sum(1 for r in runs if r["other_processes_cpu_percent"] > report.NOISY_OTHER_PERCENT)
+    open_loop = [entry[via] for entry in (latency or {}).values() for via in ("direct", "floor", "keystile") if via in entry]
+    results["noisy_runs"] = sum(1 for r in runs + open_loop if r["other_processes_cpu_percent"] > report.NOISY_OTHER_PERCENT)
     results["targets"] = report.evaluate(results)
     report.print_report(results)
     path = report.write_results(results, args.results_dir)

@@ -7,6 +7,7 @@ The load generator runs in its own process, pinned to the load cores.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.openloop import OpenLoopSpec
 from bench.scenarios import HttpRequest
 from bench.services import HOST, REPO, Pinning
 
@@ -75,30 +77,51 @@ class LoadGenerator:
     def run(self, spec: LoadSpec) -> LoadResult:
         """Run to completion (bounded: killed ``duration + 60`` s after the start) and parse the result line."""
         self._runs += 1
-        cmd = self.pinning.command(self.command(spec), self.pinning.load)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                cwd=REPO)
-        watchdog = threading.Timer(spec.duration + 60, proc.kill)
-        watchdog.start()
-        lines = []
-        try:
-            for line in proc.stdout:
-                if line.startswith(LIMIT_MARK):
-                    # wrk cannot end early by itself: its main thread sleeps for -d; SIGINT wakes it,
-                    # and it then reports as usual.
-                    proc.send_signal(signal.SIGINT)
-                lines.append(line)
+        cmd = self.pinning.command(self.command(spec), self.pinning.clients)
+        data = run_child(cmd, spec.duration + 60, self.name, on_line=_stop_wrk_at_limit)
+        return LoadResult(data["requests"], data["seconds"], data["latency_us"], data["errors"])
+
+
+def _stop_wrk_at_limit(line: str, proc: subprocess.Popen) -> None:
+    if line.startswith(LIMIT_MARK):
+        # wrk cannot end early by itself: its main thread sleeps for -d; SIGINT wakes it,
+        # and it then reports as usual.
+        proc.send_signal(signal.SIGINT)
+
+
+def run_child(cmd: list[str], timeout: float, name: str, on_line=None) -> dict:
+    """Run a load client to completion (killed after ``timeout`` s) and return its ``BENCH_RESULT`` JSON."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            cwd=REPO)
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            if on_line is not None:
+                on_line(line, proc)
+            lines.append(line)
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
             proc.wait()
-        finally:
-            watchdog.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        for line in lines:
-            if line.startswith(RESULT_MARK):
-                data = json.loads(line[len(RESULT_MARK):])
-                return LoadResult(data["requests"], data["seconds"], data["latency_us"], data["errors"])
-        raise RuntimeError(f"{self.name} failed (exit {proc.returncode}):\n{''.join(lines)[-3000:]}")
+    for line in lines:
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{''.join(lines)[-3000:]}")
+
+
+def run_open_loop(pinning: Pinning, workdir: Path, spec: OpenLoopSpec) -> dict:
+    """``bench.openloop`` in its own process on the load generator's core(s)."""
+    path = workdir / f"openloop-{next(_spec_numbers)}.json"
+    path.write_text(json.dumps(spec.to_json()))
+    cmd = pinning.command([sys.executable, "-m", "bench.openloop", str(path)], pinning.clients)
+    return run_child(cmd, spec.warmup + spec.count / spec.rate + spec.max_lag + 60, "bench.openloop")
+
+
+_spec_numbers = itertools.count(1)
 
 
 def _lua_string(value: str) -> str:

@@ -49,6 +49,28 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def open_fds(pid: int) -> int:
+    """Open file descriptors of ``pid`` (its sockets, mostly)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows, machine-wide: connections dropped because a listen queue was full
+    (the client then retries after a second, which would read as a one-second stall)."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return 0
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(table.get("ListenOverflows", 0))
+    return 0
+
+
 def thread_count(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/task"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import http.client
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -26,7 +27,8 @@ from pathlib import Path
 import orjson
 
 from bench import procfs
-from bench.scenarios import PACED_MODELS, ROUTED_MODEL, UPSTREAM_ANTHROPIC_MODEL, UPSTREAM_KEY, UPSTREAM_OPENAI_MODEL
+from bench.scenarios import (AGENT_MODEL, AGENT_UPSTREAM_MODEL, PACED_MODELS, ROUTED_MODEL, UPSTREAM_ANTHROPIC_MODEL,
+                             UPSTREAM_KEY, UPSTREAM_OPENAI_MODEL)
 
 HOST = "127.0.0.1"
 KEYSTILE = str(Path(sys.executable).with_name("keystile"))
@@ -40,14 +42,32 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True, slots=True)
 class Pinning:
     gateway: tuple[int, ...] | None
+    """keystile's cores: a gateway with W workers gets the first W of them (``gateway_for``)."""
     load: tuple[int, ...] | None
+    """The mock upstream(s) and this process."""
     tool: str | None  # "taskset" when pinning is on
+    client: tuple[int, ...] | None = None
+    """The load generators (wrk, bench.pyload, bench.openloop, bench.longstreams); the load cores
+    when there is no core to spare for them alone."""
+    all_cpus: tuple[int, ...] = ()
+
+    @property
+    def clients(self) -> tuple[int, ...] | None:
+        return self.client or self.load
+
+    def gateway_for(self, workers: int) -> tuple[int, ...] | None:
+        """Cores for a gateway with ``workers`` workers: its own, or every core when there are too few (shared)."""
+        if self.tool is None or not self.gateway:
+            return None
+        return self.gateway[:workers] if workers <= len(self.gateway) else self.all_cpus
 
     def describe(self) -> str:
         if self.tool is None:
             return "not pinned"
-        return (f"keystile on CPU {','.join(map(str, self.gateway or ()))}; load generator, mock upstream and "
-                f"benchmark client on CPU {','.join(map(str, self.load or ()))} (taskset)")
+        client = (f"load generator on CPU {','.join(map(str, self.client))}; mock upstream and benchmark process"
+                  if self.client else "load generator, mock upstream and benchmark client")
+        return (f"keystile on CPU {','.join(map(str, self.gateway or ()))}; "
+                f"{client} on CPU {','.join(map(str, self.load or ()))} (taskset)")
 
     def command(self, cmd: list[str], cores: tuple[int, ...] | None) -> list[str]:
         if self.tool is None or not cores:
@@ -55,10 +75,16 @@ class Pinning:
         return [self.tool, "-c", ",".join(map(str, cores)), *cmd]
 
     def to_json(self) -> dict:
-        return {"gateway_cpus": self.gateway, "load_cpus": self.load, "tool": self.tool, "description": self.describe()}
+        return {"gateway_cpus": self.gateway, "load_cpus": self.load, "client_cpus": self.client, "tool": self.tool,
+                "description": self.describe()}
 
 
-def plan_pinning(enabled: bool = True) -> Pinning:
+def plan_pinning(enabled: bool = True, gateway_workers: int = 1) -> Pinning:
+    """keystile on the first ``gateway_workers`` cores, the load generator on the next, the mocks on the rest.
+
+    When cores run out the load generator shares the mocks' cores, and keystile keeps at least
+    one core to itself (a gateway with more workers than its cores then runs on all of them).
+    """
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -66,7 +92,31 @@ def plan_pinning(enabled: bool = True) -> Pinning:
     taskset = shutil.which("taskset")
     if not enabled or taskset is None or len(cpus) < 2:
         return Pinning(None, None, None)
-    return Pinning((cpus[0],), tuple(cpus[1:]), taskset)
+    reserve = max(1, min(gateway_workers, len(cpus) - 1))
+    gateway, rest = tuple(cpus[:reserve]), tuple(cpus[reserve:])
+    if len(rest) >= 2:
+        return Pinning(gateway, rest[1:], taskset, rest[:1], tuple(cpus))
+    return Pinning(gateway, rest, taskset, None, tuple(cpus))
+
+
+def raise_open_files_limit(wanted: int = 65536) -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE (soft up to the hard limit; the hard one too when allowed): every process
+    the benchmark starts inherits it — thousands of concurrent streams need a descriptor per
+    socket in the client, two in keystile (client side and upstream side), one in the mock."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted, wanted
+        except (ValueError, OSError):
+            pass
+    target = wanted if hard == resource.RLIM_INFINITY else min(max(soft, wanted), hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, hard
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 # --- process plumbing --------------------------------------------------------------------------
@@ -193,13 +243,16 @@ class MockUpstream:
 # --- keystile ----------------------------------------------------------------------------------
 
 
-def gateway_config(workdir: Path, upstream_url: str, paced_url: str, master_key: str) -> Path:
-    """Real provider deployments on the mock (one per model, plus a three-deployment group), and two on the paced (event_delay) mock."""
+def gateway_config(workdir: Path, upstream_url: str, paced_url: str, master_key: str, max_connections: int = 20_000) -> Path:
+    """Real provider deployments on the mock (one per model, plus a three-deployment group), and three on the paced (event_delay) mock."""
     path = workdir / "keystile.yaml"
     path.write_text(textwrap.dedent(f"""\
         # Generated by python -m bench: auth, limits and spend accounting are all on.
         master_key: {master_key}
         database_url: sqlite:///{workdir / 'keystile.db'}
+        server:
+          # Thousands of concurrent streams (the long-streams phase) must not be turned away.
+          max_connections: {max_connections}
         models:
           - name: claude-bench
             provider: anthropic
@@ -241,6 +294,13 @@ def gateway_config(workdir: Path, upstream_url: str, paced_url: str, master_key:
             model: {UPSTREAM_OPENAI_MODEL}
             api_base: {paced_url}/v1
             api_key: {UPSTREAM_KEY}
+          # Long agent streams: the paced mock answers this upstream model with events some
+          # hundred milliseconds apart (its own fault rule, matched on the model).
+          - name: {AGENT_MODEL}
+            provider: anthropic
+            model: {AGENT_UPSTREAM_MODEL}
+            api_base: {paced_url}
+            api_key: {UPSTREAM_KEY}
         """))
     return path
 
@@ -268,7 +328,8 @@ class Gateway:
         cmd = [KEYSTILE, "serve", "--config", str(config), "--port", str(self.port), "--workers", str(workers)]
         self.workers_expected = workers
         started = time.perf_counter()
-        self.proc = spawn(pinning.command(cmd, pinning.gateway), self.log_path, env=env, cwd=workdir)
+        self.cores = pinning.gateway_for(workers)
+        self.proc = spawn(pinning.command(cmd, self.cores), self.log_path, env=env, cwd=workdir)
         self.startup_seconds = self._wait_ready(started, 30.0)
         self.worker_pids = self._find_workers(5.0)
 
@@ -348,7 +409,7 @@ class FloorServer:
         cmd = [UVICORN, "--loop", "uvloop", "--http", "httptools", "--host", HOST, "--port", str(self.port),
                "--backlog", "2048", "--no-access-log", "--no-proxy-headers", "--log-level", "warning", "--app-dir", str(REPO),
                "bench.floor_app:app"]
-        self.proc = spawn(pinning.command(cmd, pinning.gateway), self.log_path, cwd=REPO)
+        self.proc = spawn(pinning.command(cmd, pinning.gateway_for(1)), self.log_path, cwd=REPO)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -432,6 +432,22 @@ def test_event_delay_spaces_out_the_events(upstream: MockUpstreamThread, http: h
     assert min(gaps) >= 0.03
 
 
+def test_event_delay_pauses_limits_the_pauses(upstream: MockUpstreamThread, http: httpx.Client) -> None:
+    """``pauses: 3``: three pauses, before the 2nd, 3rd and 4th event; the other six follow at once."""
+    set_faults(http, [{"action": {"type": "event_delay", "seconds": 0.1, "pauses": 3}}])
+    arrivals = []
+    parser = SSEParser()
+    with http.stream("POST", "/v1/messages", json=STREAM_MESSAGE, headers=ANTHROPIC_HEADERS) as response:
+        for chunk in response.iter_raw():
+            for _ in parser.feed(chunk):
+                arrivals.append(time.monotonic())
+    assert len(arrivals) == 10
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert [g >= 0.04 for g in gaps] == [True] * 3 + [False] * 6, gaps
+    with pytest.raises(ValueError, match="pauses"):
+        parse_fault_rules([{"action": {"type": "event_delay", "seconds": 0.1, "pauses": -1}}])
+
+
 def test_client_disconnect_mid_stream_is_counted(upstream: MockUpstreamThread, http: httpx.Client) -> None:
     set_faults(http, [{"action": {"type": "event_delay", "seconds": 0.2}}])
     before = upstream.stats()

@@ -35,7 +35,8 @@ A fault rule: ``{"match": {"path", "model", "header": [name, value?], "stream", 
 "times": N, "action": {"type": ...}}``; every match field is optional and they are AND-ed;
 the first rule that matches and has ``times`` left applies (``times`` absent: unlimited).
 Actions: ``status`` (status, body, headers), ``hang``, ``delay`` (seconds), ``close``,
-``reset_after_events`` (events), ``malformed_after_events`` (events), ``event_delay`` (seconds),
+``reset_after_events`` (events), ``malformed_after_events`` (events), ``event_delay`` (seconds, pauses —
+at most that many pauses, before the 2nd, 3rd, … event, the rest at once: a stream of a known length),
 ``error_after_events`` (events, status — default 529, seconds — a pause after the first event: that
 many events, then the format's in-band error event and a clean end; a request that does not
 stream gets the status instead).
@@ -169,7 +170,7 @@ _ACTIONS = {
     "close": set(),
     "reset_after_events": {"events"},
     "malformed_after_events": {"events"},
-    "event_delay": {"seconds"},
+    "event_delay": {"seconds", "pauses"},
     "error_after_events": {"events", "status", "seconds"},
 }
 
@@ -235,6 +236,8 @@ def parse_fault_rules(data: object) -> list[FaultRule]:
             raise ValueError(f"rule {i}: status action needs an integer status")
         if kind in ("delay", "event_delay") and not isinstance(action.get("seconds"), (int, float)):
             raise ValueError(f"rule {i}: {kind} needs seconds")
+        if "pauses" in action and not (isinstance(action["pauses"], int) and action["pauses"] >= 0):
+            raise ValueError(f"rule {i}: pauses must be a non-negative integer")
         if kind in ("reset_after_events", "malformed_after_events", "error_after_events") and not isinstance(action.get("events"), int):
             raise ValueError(f"rule {i}: {kind} needs an integer events")
         if "headers" in action and not isinstance(action["headers"], dict):
@@ -836,8 +839,9 @@ class _Connection(asyncio.Protocol):
             return
         write(_head(answer, None, keep_alive))
         limit = action.get("events", len(events)) if kind != "event_delay" else len(events)
+        pauses = action.get("pauses", len(events)) if kind == "event_delay" else 0
         for i, event in enumerate(events[:limit]):
-            if i and kind == "event_delay":
+            if i and kind == "event_delay" and i <= pauses:
                 await asyncio.sleep(action["seconds"])
             elif i == 1 and kind == "error_after_events" and action.get("seconds"):
                 await asyncio.sleep(action["seconds"])  # the first event reaches the client on its own
