@@ -20,6 +20,11 @@ DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 ROUTING_STRATEGIES = ("weighted", "least_busy", "latency", "capacity")
 
 
+def is_pattern(name: str) -> bool:
+    """A model name with ``*`` serves every matching name (``claude-*``)."""
+    return "*" in name
+
+
 @dataclass(frozen=True, slots=True)
 class Deployment:
     """One upstream endpoint serving a public model name; several form a model group."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 from typing import Any
 
 from keystile.accounting.pricing import load_price_table
 from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
 from keystile.config.model import (
+    is_pattern,
     DEFAULT_DATABASE_URL,
     PROVIDERS,
     ROUTING_STRATEGIES,
@@ -143,10 +146,15 @@ def read_fallbacks(f: Fields, key: str, model_names: set[str]) -> tuple[tuple[st
             f.source.problem(path, "expected a list of model names")
             continue
         for name in [primary, *targets]:
-            if name not in model_names:
-                f.source.problem(path, f"unknown model {name!r} (not a model name in this config)")
+            if not _served(name, model_names):
+                f.source.problem(path, f"unknown model {name!r} (no model name or pattern in this config serves it)")
         out.append((primary, tuple(targets)))
     return tuple(out)
+
+
+def _served(name: str, model_names: set[str]) -> bool:
+    """Is ``name`` a configured model name, or one a pattern (``claude-*``) serves?"""
+    return name in model_names or any(is_pattern(n) and fnmatchcase(name, n) for n in model_names)
 
 
 def read_strategies(f: Fields, model_names: set[str]) -> tuple[tuple[str, str], ...]:

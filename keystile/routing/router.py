@@ -33,7 +33,7 @@ from dataclasses import replace
 from fnmatch import fnmatchcase
 from typing import Callable
 
-from keystile.config.model import Deployment, RouterSettings, Settings
+from keystile.config.model import Deployment, RouterSettings, Settings, is_pattern
 from keystile.routing.health import CooldownListener, DeploymentHealth, HealthTable
 from keystile.routing.strategies import choose
 
@@ -49,10 +49,6 @@ _CONTEXT_WINDOW_MARKERS = (
     b"maximum context length",
     b"context window",
 )
-
-
-def is_pattern(name: str) -> bool:
-    return "*" in name
 
 
 def is_context_window_error(status: int, body: bytes) -> bool:
@@ -123,6 +119,17 @@ class Router:
         group = self._matched[name] = next((g for g in self.patterns if fnmatchcase(name, g.name)), None)
         return group
 
+    def fallbacks_of(self, name: str, group: ModelGroup | None, *, context_window: bool = False) -> tuple[str, ...]:
+        """Fallbacks for a request of ``name``: those configured for the name itself (which may be
+        served by a pattern group: ``claude-opus-4-1`` by ``claude-*``), else its group's."""
+        if group is None:
+            return ()
+        if group.name != name:
+            own = self.settings.fallbacks_for(name, context_window=context_window)
+            if own:
+                return own
+        return group.context_window_fallbacks if context_window else group.fallbacks
+
     def concrete(self, deployment: Deployment, requested: str) -> Deployment:
         """A pass-through deployment (no upstream ``model``) sends the name the client asked for."""
         if deployment.model:
@@ -172,6 +179,7 @@ class RoutePlan:
         "attempts",
         "lost_attempts",
         "_deployment",
+        "_name",
         "_groups",
         "_next_group",
         "_group",
@@ -195,7 +203,9 @@ class RoutePlan:
         group = router.group(requested)
         self.group_name = group.name if group is not None else requested
         self._primary = group
-        self._groups: tuple[str, ...] = group.fallbacks if group is not None else ()
+        self._name = requested
+        """The model name the current group serves (a fallback's own name once one is tried)."""
+        self._groups: tuple[str, ...] = router.fallbacks_of(requested, group)
         self._next_group = 0
         self._group = group
         self._group_attempts = 0
@@ -226,7 +236,7 @@ class RoutePlan:
         self.attempts += 1
         self._current = health
         self._probe = router.table.started(health, now)
-        deployment = self._deployment = router.concrete(deployments[index], self.requested)
+        deployment = self._deployment = router.concrete(deployments[index], self._name)
         return deployment
 
     def answered(self, latency: float | None) -> None:
@@ -302,7 +312,7 @@ class RoutePlan:
     def context_window_exceeded(self) -> bool:
         """The prompt is too long for the current group: switch to its context-window fallbacks."""
         group = self._group
-        targets = group.context_window_fallbacks if group is not None else ()
+        targets = self.router.fallbacks_of(self._name, group, context_window=True)
         if not targets:
             return False
         self.done()
@@ -312,14 +322,15 @@ class RoutePlan:
         return True
 
     def _advance(self) -> ModelGroup | None:
-        groups = self.router.groups
+        router = self.router
         while self._next_group < len(self._groups):
             name = self._groups[self._next_group]
             self._next_group += 1
-            group = groups.get(name)
+            group = router.group(name)  # a fallback may name a model a pattern group serves
             if group is not None and group.deployments:
                 self._group = group
-                self.group_name = name
+                self._name = name
+                self.group_name = group.name
                 self._group_attempts = 0
                 self._tried = 0
                 return group

@@ -94,6 +94,28 @@ def test_each_fallback_group_gets_its_own_retries():
     assert seen == ["a#0", "a#0", "b#0", "b#0", "c#0", "c#0"]
 
 
+def test_fallbacks_of_a_name_a_pattern_group_serves():
+    """The README's reference config: ``claude-opus-4-1`` is served by ``claude-*`` and falls back
+    to other models; a fallback may itself be a name only a pattern serves."""
+    deployments = [
+        Deployment("claude-*", "mock", "", id="claude-*#0"),
+        Deployment("gpt-4o", "mock", "gpt-4o-up", id="gpt-4o#0"),
+    ]
+    router, _ = make_router_from(deployments, num_retries=0, fallbacks=(("claude-opus-4-1", ("claude-sonnet-4-5", "gpt-4o")),))
+    plan = router.plan("claude-opus-4-1")
+    seen = []
+    while (deployment := plan.next()) is not None:
+        seen.append((deployment.id, deployment.model, plan.group_name))
+        plan.failed()
+    assert seen == [
+        ("claude-*#0", "claude-opus-4-1", "claude-*"),
+        ("claude-*#0", "claude-sonnet-4-5", "claude-*"),  # the fallback's own name goes upstream
+        ("gpt-4o#0", "gpt-4o-up", "gpt-4o"),
+    ]
+    assert router.plan("claude-haiku-4-5").next() is not None  # other names the pattern serves have no fallbacks
+    assert router.fallbacks_of("claude-haiku-4-5", router.group("claude-haiku-4-5")) == ()
+
+
 def test_backoff_is_exponential_with_jitter():
     router, _ = make_router({"a": 1}, num_retries=3, cooldown_failures=10)
     for r, expected in ((0.0, [0.125, 0.25, 0.5]), (0.999, [0.37475, 0.7495, 1.499])):
