@@ -11,11 +11,14 @@ import json
 
 import pytest
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
+from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 from openai.types.responses.response_create_params import ResponseCreateParamsNonStreaming
 from pydantic import TypeAdapter
 
 from .translation_harness import FIXTURES, case_params, load_cases
 from keystile.errors import ErrorKind, GatewayError
+from keystile.translate.request_to_anthropic import chat_request_to_messages
+from keystile.translate.request_to_openai import messages_request_to_chat
 from keystile.translate.responses.request import messages_request_to_responses, responses_request_to_messages
 
 R2M = {"upstream_model": "claude-sonnet-4-5", "default_max_tokens": 4096}
@@ -196,3 +199,28 @@ def test_dropped_fields_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.clear()
     messages_request_to_responses({"max_tokens": 5, "messages": [], "stop_sequences": ["x"], "context_management": {}}, **M2R)
     assert "'stop_sequences'" in caplog.text and "'context_management'" in caplog.text
+
+
+# --- through the hub: Responses client → Chat upstream, Chat client → Responses upstream ------------
+
+
+CHAT_PARAMS = TypeAdapter(CompletionCreateParamsNonStreaming)
+
+
+@pytest.mark.parametrize("name", ["codex-toolcall-0002", "codex-gpt55-0001", "codex-builtin-openai-0002", "opencode-responses-0002"])
+def test_recorded_responses_bodies_reach_a_chat_upstream(name: str) -> None:
+    body = recorded(name)
+    chat = messages_request_to_chat(responses_request_to_messages(body, **{**R2M, "default_max_tokens": 32000}), upstream_model="gpt-4.1")
+    _consume(CHAT_PARAMS.validate_python({k: v for k, v in chat.items() if k not in ("stream", "stream_options")}))
+    assert chat["messages"][0]["role"] == "system" and chat["messages"][-1]["role"] in ("user", "tool")
+    assert chat.get("reasoning_effort") == (body.get("reasoning") or {}).get("effort")  # low/medium/high survive the hub
+
+
+def test_chat_requests_reach_a_responses_upstream() -> None:
+    translated = 0
+    for case in load_cases("request_to_anthropic.json"):
+        if "expected" in case:
+            body = chat_request_to_messages(case["input"], upstream_model="claude", default_max_tokens=4096)
+            valid_responses_request(messages_request_to_responses(body, **M2R))
+            translated += 1
+    assert translated > 20

@@ -10,6 +10,7 @@ from openai.types.responses import Response
 
 from .translation_harness import FIXTURES
 from keystile.errors import ErrorKind, GatewayError
+from keystile.translate.responses.request import responses_request_to_messages
 from keystile.translate.responses.response import messages_response_to_responses, responses_response_to_messages
 
 
@@ -184,8 +185,6 @@ def test_openai_failures_are_upstream_errors(response) -> None:
 
 def test_round_trip_keeps_claude_thinking_and_tool_calls() -> None:
     """Claude → Responses client → back to Claude (the client sends the output items back)."""
-    from keystile.translate.responses.request import responses_request_to_messages
-
     request = recorded("codex-toolcall-0002")
     response = messages_response_to_responses(CLAUDE_MESSAGE, request=request)
     follow_up = {**request, "input": [*request["input"], *response["output"],

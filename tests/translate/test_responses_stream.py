@@ -18,9 +18,11 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from .test_translate_stream_to_openai import MESSAGE_STOP, PING, delta, message_delta, message_start, start, stop, text_events
-from .translation_harness import FIXTURES, anthropic_events, anthropic_final_message
+from .translation_harness import FIXTURES, anthropic_events, anthropic_final_message, openai_final_completion, openai_lines
 from keystile.sse import SSEParser
 from keystile.translate.responses.stream import MessagesStreamToResponses, ResponsesStreamToMessages
+from keystile.translate.stream_to_anthropic import ChatStreamToMessages
+from keystile.translate.stream_to_openai import MessagesStreamToChat
 
 EVENT = TypeAdapter(ResponseStreamEvent)
 
@@ -381,7 +383,7 @@ def test_refusal_deltas() -> None:
     assert message.content[0].text == "I can't." and message.stop_reason == "refusal"
 
 
-# --- both ways ----------------------------------------------------------------------------
+# --- both ways, and through the hub -----------------------------------------------------------
 
 
 def test_a_claude_stream_survives_responses_and_back() -> None:
@@ -408,3 +410,42 @@ def test_a_claude_stream_survives_responses_and_back() -> None:
     assert message.content == original.content
     assert message.stop_reason == "tool_use" and message.usage.output_tokens == 12
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (30, 200)
+
+
+def test_chat_upstream_stream_reaches_a_responses_client_through_the_hub() -> None:
+    chunks = [
+        {"id": "chatcmpl-9", "model": "gpt-4.1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Run"}}]},
+        {"id": "chatcmpl-9", "model": "gpt-4.1", "choices": [{"index": 0, "delta": {"content": "ning."}}]},
+        {"id": "chatcmpl-9", "model": "gpt-4.1", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "apply_patch", "arguments": '{"input": "*** Begin'}}]}}]},
+        {"id": "chatcmpl-9", "model": "gpt-4.1", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": ' Patch\\n"}'}}]}, "finish_reason": "tool_calls"}]},
+        {"id": "chatcmpl-9", "model": "gpt-4.1", "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57}},
+    ]
+    hub = ChatStreamToMessages()
+    raw = b"".join(hub.feed(orjson.dumps(c)) for c in chunks) + hub.feed(b"[DONE]")
+    translator = MessagesStreamToResponses(recorded("codex-gpt55-0001"))
+    out = b"".join(translator.feed(name, orjson.dumps(data)) for name, data in anthropic_events(raw))
+    response = final_response(responses_events(out))
+    assert response.output_text == "Running."
+    assert (response.output[1].type, response.output[1].input) == ("custom_tool_call", "*** Begin Patch\n")
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (50, 7)
+
+
+def test_responses_upstream_stream_reaches_a_chat_client_through_the_hub() -> None:
+    events = openai_stream(
+        {"type": "response.created", "response": RESPONSE},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Done.", "logprobs": []},
+        added(1, CALL_ITEM),
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 1, "delta": '{"command":"ls"}'},
+        done(1, {**CALL_ITEM, "arguments": '{"command":"ls"}'}),
+        completed(),
+    )
+    hub = ResponsesStreamToMessages()
+    raw = b"".join(hub.feed(name, data) for name, data in events)
+    chat = MessagesStreamToChat(include_usage=True)
+    lines = openai_lines(b"".join(chat.feed(name, orjson.dumps(data)) for name, data in anthropic_events(raw)))
+    completion = openai_final_completion(lines)
+    assert completion.choices[0].message.content == "Done." and completion.choices[0].finish_reason == "tool_calls"
+    assert completion.choices[0].message.tool_calls[0].function.name == "Bash"
+    assert (completion.usage.prompt_tokens, completion.usage.prompt_tokens_details.cached_tokens) == (1200, 1024)
