@@ -195,3 +195,15 @@ def test_round_trip_keeps_claude_thinking_and_tool_calls() -> None:
     expected = [block for block in CLAUDE_MESSAGE["content"] if block["type"] != "server_tool_use"]
     expected[1:3] = [{"type": "text", "text": "Let me check."}]
     assert assistant == {"role": "assistant", "content": expected}
+
+
+def test_unsigned_thinking_from_a_chat_upstream_round_trips_unsigned() -> None:
+    """A Chat upstream's reasoning_content reaches a Responses client and comes back as it was."""
+    message = {"id": "msg_3", "content": [{"type": "thinking", "thinking": "DeepSeek thinks", "signature": ""},
+                                          {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}], "stop_reason": "tool_use"}
+    response = messages_response_to_responses(message, request={"model": "m", "input": "x"})
+    Response.model_validate(response)
+    follow_up = {"input": [{"role": "user", "content": "q"}, *response["output"],
+                           {"type": "function_call_output", "call_id": "call_1", "output": "ok"}]}
+    body = responses_request_to_messages(follow_up, upstream_model="deepseek", default_max_tokens=100)
+    assert body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "DeepSeek thinks", "signature": ""}

@@ -449,3 +449,11 @@ def test_responses_upstream_stream_reaches_a_chat_client_through_the_hub() -> No
     assert completion.choices[0].message.content == "Done." and completion.choices[0].finish_reason == "tool_calls"
     assert completion.choices[0].message.tool_calls[0].function.name == "Bash"
     assert (completion.usage.prompt_tokens, completion.usage.prompt_tokens_details.cached_tokens) == (1200, 1024)
+
+
+def test_a_server_that_leaves_out_output_index_still_gets_through() -> None:
+    events = openai_stream({"type": "response.output_text.delta", "delta": "Hel"}, {"type": "response.output_text.delta", "delta": "lo"},
+                           {"type": "response.output_item.done", "item": {"type": "message", "content": [{"type": "output_text", "text": "Hello"}]}},
+                           completed())
+    message = anthropic_final_message(run_to_messages(events)[1])
+    assert [block.text for block in message.content] == ["Hello"] and message.stop_reason == "end_turn"

@@ -26,6 +26,8 @@ import os
 
 import orjson
 
+from keystile.errors import GatewayError
+from keystile.translate.ids import new_tool_use_id
 from keystile.translate.responses.reasoning import reasoning_item
 from keystile.translate.responses.tools import CUSTOM, FUNCTION, LOCAL_SHELL, ClientTool, ToolNames
 from keystile.translate.tool_arguments import RAW_ARGUMENTS_KEY, dump_arguments
@@ -105,7 +107,7 @@ def custom_input(tool_input: object) -> str:
 def _arguments(tool_input: object) -> str:
     try:
         return dump_arguments({} if tool_input is None else tool_input)
-    except Exception:  # noqa: BLE001 - an input orjson cannot encode (GatewayError): report nothing
+    except GatewayError:  # an input JSON cannot carry (an integer beyond 64 bits)
         return "{}"
 
 
@@ -143,7 +145,7 @@ def output_items(content: list, names: ToolNames, ids: ItemIds) -> list[dict]:
             item = reasoning_item(block, ids.new("reasoning"))
         elif kind == "tool_use" and isinstance(block.get("name"), str):
             tool = names.client_tool(block["name"])
-            call_id = block.get("id") if isinstance(block.get("id"), str) else ""
+            call_id = block.get("id") if isinstance(block.get("id"), str) and block["id"] else new_tool_use_id()
             item = call_item(tool, call_id, block.get("input"), ids.new(tool.kind))
         else:
             log.debug("anthropic→responses response: dropping %r block", kind)

@@ -16,9 +16,13 @@ On the way back only values with the receiving side's own prefix are unwrapped; 
 else was signed by someone the upstream cannot verify (a conversation moved between
 deployments) and is dropped, as the Chat translators drop foreign thinking. The thinking
 text is put in ``summary`` because every Responses client shows and returns summaries;
-it must come back unchanged, since Anthropic checks it against the signature. A
-reasoning item with no ``encrypted_content`` becomes a thinking block with an empty
-signature (keystile-made, like the Chat translators' ``reasoning_content`` blocks).
+it must come back unchanged, since Anthropic checks it against the signature.
+
+Thinking with an empty signature is keystile-made (a Chat upstream's ``reasoning_content``,
+see ``response_to_anthropic``) and keeps its empty signature through the round trip, so
+the Chat translator can hand it back to that upstream (DeepSeek needs it in tool loops);
+likewise an OpenAI reasoning item without ``encrypted_content`` becomes a thinking block
+with an empty signature.
 """
 
 from __future__ import annotations
@@ -39,10 +43,8 @@ def reasoning_item(block: dict, item_id: str) -> dict | None:
         text = block.get("thinking")
         text = text if isinstance(text, str) else ""
         signature = block.get("signature")
-        item: dict = {"id": item_id, "type": "reasoning", "summary": summary_parts(text)}
-        if isinstance(signature, str) and signature:
-            item["encrypted_content"] = THINKING_PREFIX + signature
-        return item
+        signature = signature if isinstance(signature, str) else ""
+        return {"id": item_id, "type": "reasoning", "summary": summary_parts(text), "encrypted_content": THINKING_PREFIX + signature}
     if kind == "redacted_thinking" and isinstance(block.get("data"), str):
         return {"id": item_id, "type": "reasoning", "summary": [], "encrypted_content": REDACTED_PREFIX + block["data"]}
     return None

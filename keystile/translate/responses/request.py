@@ -58,9 +58,9 @@ Messages → Responses, decisions and why:
   → ``function_call``, ``tool_result`` → ``function_call_output`` (``is_error`` → an
   ``Error:`` prefix: Responses has no error flag), thinking signed by OpenAI → ``reasoning``
   items (``reasoning``); other thinking, ``redacted_thinking`` and Anthropic server-tool
-  blocks are dropped. Tools become function tools with ``strict: false`` unless the tool
-  asked for strict (Responses would otherwise apply strict mode and refuse most schemas);
-  Anthropic server tools are dropped.
+  blocks are dropped. Tools become function tools with ``strict`` always stated (the
+  Responses API requires the field): false unless the Anthropic tool asked for strict,
+  since strict mode refuses most hand-written schemas. Anthropic server tools are dropped.
 - ``max_tokens`` → ``max_output_tokens``, raised to OpenAI's minimum of 16.
   ``metadata.user_id`` → ``user`` when it fits OpenAI's 64 characters (Claude Code's does
   not: it is a JSON object of ids; it is dropped).
@@ -69,8 +69,8 @@ Messages → Responses, decisions and why:
   ``reasoning`` with an effort (``reasoning_effort``) and ``summary: "auto"``, plus
   ``include: ["reasoning.encrypted_content"]`` so the reasoning comes back signed and can
   be returned on the next turn — as a reasoning item without an ``id``: under ``store:
-  false`` OpenAI looks an id up and fails ("Item with id 'rs_…' not found"), and Codex
-  omits it for the same reason. Without thinking neither is sent (OpenAI refuses both
+  false`` OpenAI looks an id up and fails ("Item with id 'rs_…' not found"); Codex sends
+  none either. Without thinking neither is sent (OpenAI refuses both
   for models that do not reason). ``output_config.format`` → ``text.format``.
 """
 

@@ -535,9 +535,9 @@ class ResponsesStreamToMessages:
 
     def _item_added(self, obj: dict) -> bytes:
         item = obj.get("item")
-        index = obj.get("output_index")
-        if not isinstance(item, dict) or not isinstance(index, int):
+        if not isinstance(item, dict):
             return b""
+        index = self._index(obj)
         out = self._start({})
         kind = item.get("type")
         if kind == "reasoning":
@@ -556,9 +556,9 @@ class ResponsesStreamToMessages:
 
     def _text(self, obj: dict, *, refusal: bool) -> bytes:
         delta = obj.get("delta")
-        index = obj.get("output_index")
-        if not isinstance(delta, str) or not delta or not isinstance(index, int):
+        if not isinstance(delta, str) or not delta:
             return b""
+        index = self._index(obj)
         self._refused |= refusal
         out = self._start({})
         self._delta_seen.add(index)
@@ -568,9 +568,9 @@ class ResponsesStreamToMessages:
 
     def _thinking(self, obj: dict) -> bytes:
         delta = obj.get("delta")
-        index = obj.get("output_index")
-        if not isinstance(delta, str) or not delta or not isinstance(index, int):
+        if not isinstance(delta, str) or not delta:
             return b""
+        index = self._index(obj)
         out = self._start({})
         if self._open != _THINKING or self._open_item != index:
             out += self._close() + self._open_block(_THINKING, index, {"type": "thinking", "thinking": "", "signature": ""})
@@ -584,9 +584,9 @@ class ResponsesStreamToMessages:
 
     def _arguments(self, obj: dict, *, custom: bool) -> bytes:
         delta = obj.get("delta")
-        index = obj.get("output_index")
-        if not isinstance(delta, str) or not delta or not isinstance(index, int):
+        if not isinstance(delta, str) or not delta:
             return b""
+        index = self._index(obj)
         if self._open != _TOOL or self._open_item != index or self._custom != custom:
             log.debug("responses→anthropic stream: dropping arguments for a call that is not the open one")
             return b""
@@ -595,9 +595,9 @@ class ResponsesStreamToMessages:
 
     def _item_done(self, obj: dict) -> bytes:
         item = obj.get("item")
-        index = obj.get("output_index")
-        if not isinstance(item, dict) or not isinstance(index, int):
+        if not isinstance(item, dict):
             return b""
+        index = self._index(obj)
         out = self._start({})
         kind = item.get("type")
         is_open = self._open_item == index and self._open is not None
@@ -630,6 +630,13 @@ class ResponsesStreamToMessages:
                     out += self._json_delta(_json_string_piece(whole) if custom else whole)
             return out + self._close()
         return out
+
+    def _index(self, obj: dict) -> int:
+        """The event's ``output_index``; a server that leaves it out means the item being streamed."""
+        index = obj.get("output_index")
+        if isinstance(index, int):
+            return index
+        return self._open_item if self._open_item is not None else -1
 
     def _terminal(self, kind: str, response: object) -> bytes:
         response = response if isinstance(response, dict) else {}
