@@ -389,4 +389,6 @@ def usage_from_response(body: bytes, fmt: ApiFormat) -> Usage:
         return Usage()
     if fmt is ApiFormat.ANTHROPIC:
         return usage_from_anthropic(obj.get("usage"))
+    if fmt is ApiFormat.RESPONSES:
+        return usage_from_responses(obj.get("usage"))
     return usage_from_openai(obj.get("usage"))

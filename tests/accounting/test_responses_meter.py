@@ -14,8 +14,9 @@ import pytest
 from openai.types.responses import ResponseUsage
 
 from keystile.accounting import meters
-from keystile.accounting.meters import ResponsesStreamMeter
+from keystile.accounting.meters import ResponsesStreamMeter, usage_from_response
 from keystile.accounting.usage import Usage, usage_from_responses, usage_to_responses
+from keystile.apiformat import ApiFormat
 from keystile.sse import SSEParser, encode_event
 
 
@@ -171,3 +172,8 @@ def test_random_bytes_never_raise() -> None:
     for _ in range(2000):
         data = bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
         meter.observe(rng.choice(["response.completed", "response.failed", "error", None]), data)
+
+
+def test_usage_of_a_whole_responses_body() -> None:
+    body = compact({**RESPONSE, "status": "completed", "usage": COMPLETED_USAGE})
+    assert usage_from_response(body, ApiFormat.RESPONSES) == Usage(176, 300, 1024, 0)

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter
 
 from .translation_harness import FIXTURES, case_params, load_cases
 from keystile.errors import ErrorKind, GatewayError
+from keystile.translate.claude_code import without_billing_header
 from keystile.translate.request_to_anthropic import chat_request_to_messages
 from keystile.translate.request_to_openai import messages_request_to_chat
 from keystile.translate.responses.request import messages_request_to_responses, responses_request_to_messages
@@ -161,7 +162,7 @@ def test_opencode_bodies(name: str) -> None:
 
 def test_claude_code_on_a_responses_upstream() -> None:
     body = recorded("claude-default-0002")
-    out = messages_request_to_responses(body, **M2R)
+    out = messages_request_to_responses(without_billing_header(body), **M2R)  # as the pipeline does for non-Anthropic upstreams
     valid_responses_request(out)
     texts = [b["text"] for b in body["system"]]
     assert texts[0].startswith("x-anthropic-billing-header:")

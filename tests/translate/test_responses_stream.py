@@ -303,7 +303,7 @@ def test_openai_stream_for_an_anthropic_client() -> None:
     assert (tool.id, tool.name, tool.input) == ("call_1", "Bash", {"command": "ls"})
     assert message.stop_reason == "tool_use"
     assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.output_tokens) == (176, 1024, 300)
-    assert translator.finished and not translator.failed and translator.usage.output_tokens == 300
+    assert translator.finished and translator.complete and not translator.failed and translator.usage.output_tokens == 300
 
 
 def test_items_sent_only_when_done_and_no_created_event() -> None:
@@ -361,7 +361,7 @@ def test_upstream_failures_are_anthropic_error_events(terminal: dict, error_type
     translator, out = run_to_messages(events)
     assert out[-1] == ("error", {"type": "error", "error": {"type": error_type, "message": message}})
     assert "message_stop" not in [name for name, _ in out]
-    assert translator.finished and translator.failed
+    assert translator.finished and translator.failed and not translator.complete
     assert translator.feed("response.completed", orjson.dumps(completed())) == b""
 
 
@@ -370,7 +370,8 @@ def test_finish_and_fail() -> None:
                            {"type": "response.function_call_arguments.delta", "item_id": "fc_1", "output_index": 0, "delta": '{"command":"ls"}'})
     translator, out = run_to_messages(events, finish=True)
     message = anthropic_final_message(out)
-    assert message.stop_reason == "tool_use" and message.content[0].input == {"command": "ls"} and not translator.failed
+    assert message.stop_reason == "tool_use" and message.content[0].input == {"command": "ls"}
+    assert not translator.failed and not translator.complete  # finish() closes, it does not make the upstream's end proper
     translator = ResponsesStreamToMessages()
     out = anthropic_events(translator.fail(503, "gateway shutting down"))
     assert out == [("error", {"type": "error", "error": {"type": "api_error", "message": "gateway shutting down"}})]

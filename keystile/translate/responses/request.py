@@ -48,11 +48,10 @@ Responses → Messages, decisions and why:
 Messages → Responses, decisions and why:
 
 - Always ``store: false`` with the whole history as input items: keystile is stateless.
-- ``system`` → ``instructions`` (text blocks joined by a blank line). Claude Code's first
-  system block, ``x-anthropic-billing-header: …``, changes on every request and means
-  nothing to OpenAI; it is dropped so OpenAI's prefix cache keeps working.
-  Mid-conversation ``role: "system"`` messages (a Claude Code beta) → ``developer`` items
-  in place.
+- ``system`` → ``instructions`` (text blocks joined by a blank line). Claude Code's
+  per-request billing block is removed before the hub reaches here
+  (``translate.claude_code``). Mid-conversation ``role: "system"`` messages (a Claude Code
+  beta) → ``developer`` items in place.
 - Blocks → items in order: text/image/document → ``message`` content parts (an assistant's
   text as string content, the form the SDK types allow without an item id), ``tool_use``
   → ``function_call``, ``tool_result`` → ``function_call_output`` (``is_error`` → an
@@ -145,7 +144,6 @@ _HANDLED = frozenset(
 
 _MIN_OPENAI_OUTPUT_TOKENS = 16
 _MAX_OPENAI_USER = 64
-_BILLING_HEADER = "x-anthropic-billing-header:"
 _CACHE = {"type": "ephemeral"}
 _UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
 
@@ -562,10 +560,7 @@ def _system_text(system: object) -> str:
         block = expect_dict(block, f"system[{i}]")
         if block.get("type") != "text":
             raise invalid(f"system[{i}].type: system blocks must be text blocks", f"system[{i}].type")
-        text = expect_str(block.get("text"), f"system[{i}].text")
-        if text.startswith(_BILLING_HEADER):
-            continue
-        texts.append(text)
+        texts.append(expect_str(block.get("text"), f"system[{i}].text"))
     return "\n\n".join(texts)
 
 

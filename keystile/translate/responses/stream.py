@@ -39,6 +39,7 @@ How it ends:
 - ``response.failed``, an ``error`` event, or ``response.incomplete`` for any other reason
   → Anthropic's in-band ``error`` event, and ``failed`` is set: the upstream did not finish
   the answer. (A stream cut off by keystile goes through ``fail()``, which does not set it.)
+  ``complete`` is set by the proper ends of the first point only, not by ``finish()``.
 """
 
 from __future__ import annotations
@@ -451,6 +452,7 @@ class ResponsesStreamToMessages:
         self.usage = Usage()
         self.finished = False
         self.failed = False
+        self.complete = False  # the upstream ended properly (response.completed, or incomplete for a known reason)
         self._started = False
         self._next_block = 0
         self._open: str | None = None  # kind of the open block
@@ -653,8 +655,8 @@ class ResponsesStreamToMessages:
             stop_reason = _STOP_FOR_INCOMPLETE.get(reason) if isinstance(reason, str) else None
             if stop_reason is None:
                 return out + self._upstream_failure({"message": f"upstream response is incomplete (reason: {str(reason)[:100]})", "code": "server_error"})
-            return out + self._end(stop_reason)
-        return out + self._end(None)
+            return out + self._end(stop_reason, complete=True)
+        return out + self._end(None, complete=True)
 
     def _upstream_failure(self, error: dict) -> bytes:
         """An upstream ``error`` / ``response.failed``: Anthropic's in-band ``error`` event."""
@@ -664,7 +666,8 @@ class ResponsesStreamToMessages:
         self.finished = self.failed = True
         return out + _event("error", translate_error_object(described, 0, upstream=ApiFormat.OPENAI, client=ApiFormat.ANTHROPIC))
 
-    def _end(self, stop_reason: str | None) -> bytes:
+    def _end(self, stop_reason: str | None, *, complete: bool = False) -> bytes:
+        self.complete = complete
         out = self._start({}) + self._close()
         if stop_reason is None:
             stop_reason = "refusal" if self._refused else "tool_use" if self._used_tools else "end_turn"
