@@ -14,12 +14,15 @@ import orjson
 import pytest
 from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
+from anthropic.types import Message
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from .test_translate_stream_to_openai import MESSAGE_STOP, PING, delta, message_delta, message_start, start, stop, text_events
 from .translation_harness import FIXTURES, anthropic_events, anthropic_final_message, openai_final_completion, openai_lines
+from keystile.providers.mock_replies_responses import plan_responses, responses_response, responses_stream
 from keystile.sse import SSEParser
+from keystile.translate.responses.response import responses_response_to_messages
 from keystile.translate.responses.stream import MessagesStreamToResponses, ResponsesStreamToMessages
 from keystile.translate.stream_to_anthropic import ChatStreamToMessages
 from keystile.translate.stream_to_openai import MessagesStreamToChat
@@ -458,3 +461,24 @@ def test_a_server_that_leaves_out_output_index_still_gets_through() -> None:
                            completed())
     message = anthropic_final_message(run_to_messages(events)[1])
     assert [block.text for block in message.content] == ["Hello"] and message.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("tools", [[], [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]],
+                         ids=["text", "tool call"])
+def test_the_mock_upstreams_responses_stream_and_body_decode(tools: list) -> None:
+    """keystile's mock Responses upstream is written by hand, apart from these translators."""
+    body = {"model": "gpt-mock", "input": "hello there", "stream": True, "tools": tools}
+    reply = plan_responses(body)
+    parser = SSEParser()
+    translator = ResponsesStreamToMessages()
+    raw = b"".join(translator.feed(e.event, e.data) for chunk in responses_stream(body) for e in parser.feed(chunk))
+    streamed = anthropic_final_message(anthropic_events(raw))
+    whole = responses_response_to_messages(responses_response(body))
+    for message in (streamed, Message.model_validate(whole)):
+        if reply.tool_call is None:
+            assert [b.text for b in message.content] == [reply.text] and message.stop_reason == "end_turn"
+        else:
+            assert [b.type for b in message.content] == ["tool_use"] and message.stop_reason == "tool_use"
+            assert message.content[0].name == "get_weather"
+        assert (message.usage.input_tokens, message.usage.output_tokens) == (reply.usage.input_tokens, reply.usage.output_tokens)
+    assert translator.complete
