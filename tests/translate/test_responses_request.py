@@ -161,7 +161,7 @@ def test_opencode_bodies(name: str) -> None:
 
 
 def test_claude_code_on_a_responses_upstream() -> None:
-    body = recorded("claude-default-0002")
+    body = json.loads((FIXTURES / "claude_code_request.json").read_text())  # recorded from Claude Code 2.1.197
     out = messages_request_to_responses(without_billing_header(body), **M2R)  # as the pipeline does for non-Anthropic upstreams
     valid_responses_request(out)
     texts = [b["text"] for b in body["system"]]
