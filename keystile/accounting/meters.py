@@ -13,13 +13,14 @@ from typing import Callable
 
 import orjson
 
-from keystile.accounting.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai
+from keystile.accounting.usage import Usage, usage_from_anthropic, usage_from_gemini, usage_from_openai, usage_from_responses
 from keystile.apiformat import ApiFormat
 
 __all__ = [
     "AnthropicStreamMeter",
     "GeminiStreamMeter",
     "OpenAIStreamMeter",
+    "ResponsesStreamMeter",
     "is_gemini_content_chunk",
     "is_content_chunk",
     "is_usage_only_chunk",
@@ -268,6 +269,81 @@ def is_gemini_content_chunk(data: bytes) -> bool:
     return _GEMINI_CONTENT.search(data) is not None
 
 
+# Responses streams name every event; these are the ones that can say something to account.
+_RESPONSES_TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
+_RESPONSES_WANTED = _RESPONSES_TERMINAL | {"response.created", "error"}
+# Without ``event:`` lines the type is inside the data: a cheap test before parsing.
+_RESPONSES_MARKERS = (b'"response.c', b'"response.incomplete"', b'"response.failed"', b'"error"')
+
+
+class ResponsesStreamMeter:
+    """Usage, final status and any in-band error of one OpenAI Responses stream.
+
+    Usage arrives once, in the terminal event (``response.completed``, ``response.incomplete``
+    or ``response.failed``, all carrying the whole response); ``response.created`` names the
+    model. ``finished`` is set by a terminal event. ``error`` is set by an ``error`` event or
+    a ``response.failed`` (whose ``response.error`` says why); an incomplete response is not
+    an error, its ``status`` is ``incomplete`` and ``incomplete_reason`` says why. Deltas,
+    the bulk of a stream, are skipped by their event name without being parsed.
+    """
+
+    __slots__ = ("usage", "status", "incomplete_reason", "error", "model", "finished")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.status: str | None = None  # completed, incomplete or failed, from the terminal event
+        self.incomplete_reason: str | None = None
+        self.error: str | None = None
+        self.model: str | None = None
+        self.finished = False
+
+    def observe(self, event: str | None, data: bytes) -> None:
+        if event is not None:
+            if event not in _RESPONSES_WANTED:
+                return
+        elif not any(marker in data for marker in _RESPONSES_MARKERS):
+            return
+        obj = _loads(data)
+        if obj is None:
+            return
+        kind = obj.get("type") if event is None else event
+        if kind == "error":
+            self.error = _error_message(obj) if isinstance(obj.get("error"), (dict, str)) else _event_error_message(obj)
+            return
+        if kind != "response.created" and kind not in _RESPONSES_TERMINAL:
+            return
+        response = obj.get("response")
+        if not isinstance(response, dict):
+            return
+        model = response.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
+        if kind == "response.created":
+            return
+        self.finished = True
+        self.status = kind.removeprefix("response.")
+        usage = response.get("usage")
+        if isinstance(usage, dict):
+            new = usage_from_responses(usage)
+            if new.total_tokens:
+                self.usage = new
+        if kind == "response.incomplete":
+            details = response.get("incomplete_details")
+            reason = details.get("reason") if isinstance(details, dict) else None
+            self.incomplete_reason = reason if isinstance(reason, str) else None
+        elif kind == "response.failed":
+            self.error = _error_message(response) if response.get("error") else "response failed"
+
+
+def _event_error_message(obj: dict) -> str:
+    """A Responses ``error`` event: ``code`` and ``message`` sit on the event itself."""
+    message = obj.get("message")
+    if isinstance(message, str) and message:
+        return message
+    code = obj.get("code")
+    return code if isinstance(code, str) and code else "error"
+
+
 def is_usage_only_chunk(data: bytes) -> bool:
     """True for the chunk OpenAI sends last under ``include_usage``: usage set, ``choices: []``.
 
@@ -313,4 +389,6 @@ def usage_from_response(body: bytes, fmt: ApiFormat) -> Usage:
         return Usage()
     if fmt is ApiFormat.ANTHROPIC:
         return usage_from_anthropic(obj.get("usage"))
+    if fmt is ApiFormat.RESPONSES:
+        return usage_from_responses(obj.get("usage"))
     return usage_from_openai(obj.get("usage"))

@@ -1,10 +1,12 @@
 """Token usage in one normalised shape, whatever format the upstream reported it in.
 
 The shape follows Anthropic's semantics: ``input_tokens`` excludes cache reads and cache
-writes, which are counted separately. OpenAI's ``prompt_tokens`` and Gemini's
-``promptTokenCount`` include cached tokens, so converting subtracts them instead of counting
-them twice. Output includes reasoning: Anthropic counts thinking in ``output_tokens``, OpenAI
-in ``completion_tokens``, Gemini separately as ``thoughtsTokenCount``, which is added.
+writes, which are counted separately. OpenAI's ``prompt_tokens`` (Chat Completions) and
+``input_tokens`` (Responses) and Gemini's ``promptTokenCount`` include cached tokens, so
+converting subtracts them instead of counting them twice. Output includes reasoning:
+Anthropic counts thinking in ``output_tokens``, OpenAI in ``completion_tokens`` and
+``output_tokens`` (``output_tokens_details.reasoning_tokens`` is only a breakdown), Gemini
+separately as ``thoughtsTokenCount``, which is added.
 """
 
 from __future__ import annotations
@@ -77,6 +79,23 @@ def usage_from_gemini(usage_metadata: dict | None) -> Usage:
     return Usage(prompt - cached + tool_prompt, output, cached, 0)
 
 
+def usage_from_responses(usage: dict | None) -> Usage:
+    """An OpenAI Responses ``usage`` object (a response, or ``response.completed``'s).
+
+    ``input_tokens`` includes ``input_tokens_details.cached_tokens`` (cache reads) and,
+    where reported, ``input_tokens_details.cache_write_tokens``; both are moved out.
+    """
+    if not isinstance(usage, dict):
+        return Usage()
+    total = _int(usage.get("input_tokens"))
+    details = usage.get("input_tokens_details")
+    cache_read = cache_write = 0
+    if isinstance(details, dict):
+        cache_read = _int(details.get("cached_tokens"))
+        cache_write = _int(details.get("cache_write_tokens"))
+    return Usage(max(total - cache_read - cache_write, 0), _int(usage.get("output_tokens")), cache_read, cache_write)
+
+
 def usage_to_anthropic(usage: Usage) -> dict:
     out = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
     if usage.cache_read_tokens or usage.cache_write_tokens:
@@ -107,3 +126,15 @@ def usage_to_gemini(usage: Usage) -> dict:
     if usage.cache_read_tokens:
         out["cachedContentTokenCount"] = usage.cache_read_tokens
     return out
+
+
+def usage_to_responses(usage: Usage) -> dict:
+    """A Responses ``usage`` object. Anthropic does not split thinking out of its output
+    count, so ``reasoning_tokens`` is 0 (the thinking is inside ``output_tokens``)."""
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.prompt_tokens + usage.output_tokens,
+    }

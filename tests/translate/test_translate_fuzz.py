@@ -21,6 +21,9 @@ from keystile.translate.gemini.response import gemini_response_to_messages, mess
 from keystile.translate.gemini.stream import GeminiStreamToMessages, MessagesStreamToGemini
 from keystile.translate.request_to_anthropic import chat_request_to_messages
 from keystile.translate.request_to_openai import messages_request_to_chat
+from keystile.translate.responses.request import messages_request_to_responses, responses_request_to_messages
+from keystile.translate.responses.response import messages_response_to_responses, responses_response_to_messages
+from keystile.translate.responses.stream import MessagesStreamToResponses, ResponsesStreamToMessages
 from keystile.translate.response_to_anthropic import chat_response_to_messages
 from keystile.translate.response_to_openai import messages_response_to_chat
 from keystile.translate.stream_to_anthropic import ChatStreamToMessages
@@ -34,7 +37,12 @@ WORDS = ["", "text", "image", "tool_use", "tool_result", "thinking", "user", "as
          # Gemini's vocabulary
          "model", "parts", "contents", "functionCall", "functionResponse", "inlineData", "fileData", "mimeType", "image/png",
          "args", "response", "output", "thought", "thoughtSignature", "OBJECT", "STRING", "ANY", "STOP", "SAFETY",
-         "gemini:", "gemini-next:c2ln", "a2V5c3RpbGU6dGhpbmtpbmc6W10=", "adaptive"]
+         "gemini:", "gemini-next:c2ln", "a2V5c3RpbGU6dGhpbmtpbmc6W10=", "adaptive",
+         # Responses
+         "message", "developer", "input_text", "output_text", "input_image", "input_file", "function_call",
+         "function_call_output", "custom_tool_call", "custom", "namespace", "reasoning", "summary", "call_id",
+         "encrypted_content", "keystile.thinking:S", "keystile.reasoning:E", "output_item", "output_index", "item",
+         "response.completed", "response.output_item.added", "response.output_item.done", "response.failed", "high"]
 
 
 def random_value(rng: random.Random, depth: int = 0) -> object:
@@ -90,9 +98,11 @@ def inputs(rng: random.Random, fixture: str):
         (estimate_input_tokens, "request_to_openai.json", {}),
         (gemini_request_to_messages, "gemini_request_to_messages.json", {"upstream_model": "m", "stream": True, "default_max_tokens": 1024}),
         (messages_request_to_gemini, "messages_request_to_gemini.json", {}),
+        (messages_request_to_responses, "messages_request_to_responses.json", {"upstream_model": "m"}),
+        (responses_request_to_messages, "responses_request_to_messages.json", {"upstream_model": "m", "default_max_tokens": 1024}),
     ],
     ids=["messages_request_to_chat", "chat_request_to_messages", "estimate_input_tokens", "gemini_request_to_messages",
-         "messages_request_to_gemini"],
+         "messages_request_to_gemini", "messages_request_to_responses", "responses_request_to_messages"],
 )
 def test_request_translators_raise_only_gateway_errors(function, fixture: str, kwargs: dict) -> None:
     rng = random.Random(1234)
@@ -201,3 +211,72 @@ def test_streams_never_raise() -> None:
         to_anthropic.finish()
         to_openai.finish()
         assert to_anthropic.finished and to_openai.finished
+
+
+RESPONSES_REQUESTS = [case["input"] for case in load_cases("responses_request_to_messages.json") if "expected" in case]
+RESPONSES_RESPONSE = {
+    "id": "resp_1", "object": "response", "status": "completed", "model": "gpt-5",
+    "output": [
+        {"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": "t"}], "encrypted_content": "E"},
+        {"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hi"}, {"type": "refusal", "refusal": "no"}]},
+        {"id": "fc_1", "type": "function_call", "call_id": "c", "name": "f", "namespace": "n", "arguments": "{"},
+        {"id": "ctc_1", "type": "custom_tool_call", "call_id": "d", "name": "g", "input": "x"},
+    ],
+    "incomplete_details": {"reason": "max_output_tokens"},
+    "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 1},
+}
+
+
+def test_responses_response_translators_raise_only_gateway_errors() -> None:
+    rng = random.Random(31)
+    messages = [case["input"] for case in load_cases("response_to_openai.json")]
+    for _ in range(ROUNDS):
+        message = random_value(rng) if rng.random() < 0.2 else mutate(rng, rng.choice(messages))
+        request = random_value(rng) if rng.random() < 0.2 else mutate(rng, rng.choice(RESPONSES_REQUESTS))
+        for function, value in ((lambda m: messages_response_to_responses(m, request=request), message),
+                                (responses_response_to_messages, random_value(rng) if rng.random() < 0.2 else mutate(rng, RESPONSES_RESPONSE))):
+            try:
+                orjson.dumps(function(value))
+            except GatewayError:
+                pass
+
+
+def test_responses_streams_never_raise() -> None:
+    rng = random.Random(17)
+    good_anthropic = [
+        ("message_start", {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "apply_patch", "input": {}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {"type": "thinking", "thinking": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{"}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {"type": "thinking_delta", "thinking": "x"}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 3}}),
+    ]
+    item = {"id": "fc_1", "type": "function_call", "call_id": "c", "name": "f", "arguments": "{"}
+    good_responses = [
+        {"type": "response.created", "response": {"id": "resp_1", "model": "m"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.output_item.added", "output_index": 1, "item": {"type": "custom_tool_call", "call_id": "d", "name": "g", "input": "a"}},
+        {"type": "response.function_call_arguments.delta", "output_index": 0, "delta": "}"},
+        {"type": "response.output_text.delta", "output_index": 2, "delta": "hi"},
+        {"type": "response.reasoning_summary_text.delta", "output_index": 3, "summary_index": 1, "delta": "t"},
+        {"type": "response.output_item.done", "output_index": 0, "item": {"type": "reasoning", "encrypted_content": "E", "summary": [{"text": "s"}]}},
+        {"type": "response.incomplete", "response": {"incomplete_details": {"reason": "content_filter"}, "usage": {"input_tokens": 2}}},
+    ]
+    for _ in range(300):
+        to_responses = MessagesStreamToResponses(mutate(rng, rng.choice(RESPONSES_REQUESTS)) if rng.random() < 0.8 else random_value(rng))
+        to_messages = ResponsesStreamToMessages()
+        for _ in range(rng.randint(1, 12)):
+            name, data = rng.choice(good_anthropic)
+            value = mutate(rng, data) if rng.random() < 0.6 else random_value(rng)
+            to_responses.feed(rng.choice([name, None, "error", "ping"]), orjson.dumps(value))
+            event = rng.choice(good_responses)
+            value = mutate(rng, event) if rng.random() < 0.6 else random_value(rng)
+            to_messages.feed(rng.choice([event["type"], None, "error"]), orjson.dumps(value) if rng.random() < 0.95 else b"\x00garbage")
+        if rng.random() < 0.5:
+            to_responses.finish()
+            to_messages.finish()
+        else:
+            to_responses.fail(502, "cut")
+            to_messages.fail(502, "cut")
+        assert to_responses.finished and to_messages.finished
