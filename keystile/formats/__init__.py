@@ -18,10 +18,11 @@ from __future__ import annotations
 from types import ModuleType
 
 from keystile.apiformat import ApiFormat
-from keystile.formats import chat, gemini, messages
+from keystile.formats import chat, gemini, messages, responses
 
 FORMATS: dict[ApiFormat, ModuleType] = {
     ApiFormat.ANTHROPIC: messages,
     ApiFormat.OPENAI: chat,
+    ApiFormat.RESPONSES: responses,
     ApiFormat.GEMINI: gemini,
 }
