@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from keystile.upstream.errors import StaleConnection, UpstreamDisconnected, UpstreamProtocolError, UpstreamTimeout
+from keystile.upstream.errors import (
+    StaleConnection,
+    UpstreamDisconnected,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
 from keystile.upstream.response import HEADERS_IN, READING_BODY
 
 if TYPE_CHECKING:
@@ -36,8 +42,9 @@ STALE_WINDOW = 1.0
 SINGLE_WRITE_MAX = 64 * 1024
 WRITE_SLICE = 1 << 20
 
-# An upstream that sends this much without finishing its response headers is broken.
-MAX_HEAD_BYTES = 1 << 20
+# The default cap on a response head (status line and headers; 1xx heads before it count
+# too): a larger one fails the exchange with `UpstreamTooLarge` instead of reaching the caller.
+MAX_HEAD_BYTES = 64 * 1024
 
 # Timers may fire a little early (uvloop rounds to milliseconds): a deadline this close
 # counts as reached rather than re-arming for a few microseconds.
@@ -73,6 +80,7 @@ class Connection(asyncio.Protocol):
         "_keep_alive",
         "_informational",
         "_head_bytes",
+        "_head_size",
         "_writing",
         "_must_close",
         "_write_paused",
@@ -103,7 +111,8 @@ class Connection(asyncio.Protocol):
         self._complete = False
         self._keep_alive = False
         self._informational = False
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received before the head was complete
+        self._head_size = 0  # the head's headers as parsed so far
         self._writing = False  # a large body is still being written
         self._must_close = False
         self._write_paused = False
@@ -149,6 +158,7 @@ class Connection(asyncio.Protocol):
         self._encoding = None
         self._rx = False
         self._head_bytes = 0
+        self._head_size = 0
         self._sent_at = now
         self._no_body = no_body
         self.served += 1
@@ -236,11 +246,16 @@ class Connection(asyncio.Protocol):
             if resp._phase == HEADERS_IN:
                 self._start_idle_clock(resp)
         else:
+            # Still no complete head: the parser holds what it has seen so far.
             self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._protocol_error(resp, ValueError("response head larger than 1 MiB"))
+            if self._head_bytes > self.pool.max_header_bytes:
+                self._too_large(resp)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Counted per header too: one read may bring a whole oversized head and a body with it.
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.pool.max_header_bytes:
+            raise UpstreamTooLarge("headers", self.pool.max_header_bytes)
         name = name.lower()
         self._headers.append((name, value))
         if name == b"content-encoding":
@@ -291,8 +306,15 @@ class Connection(asyncio.Protocol):
         else:
             self.close()
 
+    def _too_large(self, resp: UpstreamResponse) -> None:
+        resp._fail(UpstreamTooLarge("headers", self.pool.max_header_bytes))
+        self.abort()
+
     def _protocol_error(self, resp: UpstreamResponse, exc: Exception) -> None:
         cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
+        if isinstance(cause, UpstreamTooLarge):
+            self._too_large(resp)
+            return
         err = UpstreamProtocolError(f"malformed response from {self.pool.label}: {cause or exc}")
         err.__cause__ = cause or exc
         resp._fail(err)
@@ -320,6 +342,7 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection at once; the upstream sees the disconnect immediately."""
+        self._must_close = True  # never pooled, even if the parser still completes a message
         if self.transport is not None and not self.closed:
             self.transport.abort()
 

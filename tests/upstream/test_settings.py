@@ -1,0 +1,71 @@
+"""The ``upstream:`` config section (native, and under a LiteLLM config's ``keystile:`` key)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from keystile.config import ConfigError, load_settings
+from keystile.config.model import UpstreamSettings
+
+
+def load(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "keystile.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_settings(str(path), env={})
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load(tmp_path, "models:\n  - name: m\n    provider: mock\n")
+    assert settings.upstream == UpstreamSettings(max_header_bytes=65536, max_body_bytes=67108864, ca_bundle=None)
+
+
+def test_native_and_litellm(tmp_path: Path) -> None:
+    bundle = tmp_path / "corp.pem"
+    bundle.write_text(Path("/etc/ssl/certs/ca-certificates.crt").read_text())
+    native = load(
+        tmp_path,
+        f"""\
+        models:
+          - name: m
+            provider: mock
+        upstream:
+          max_header_bytes: 16384
+          max_body_bytes: 8388608
+          ca_bundle: {bundle}
+        """,
+    )
+    assert native.upstream == UpstreamSettings(16384, 8388608, str(bundle))
+    litellm = load(
+        tmp_path,
+        f"""\
+        model_list:
+          - model_name: m
+            litellm_params: {{model: openai/gpt-4o, api_key: sk-x}}
+        keystile:
+          upstream: {{max_body_bytes: 1048576, ca_bundle: {bundle}}}
+        """,
+    )
+    assert litellm.upstream == UpstreamSettings(65536, 1048576, str(bundle))
+
+
+def test_problems_are_reported_with_their_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError) as caught:
+        load(
+            tmp_path,
+            f"""\
+            models:
+              - name: m
+                provider: mock
+            upstream:
+              max_header_bytes: 10
+              ca_bundle: {junk}
+            """,
+        )
+    text = str(caught.value)
+    assert "keystile.yaml:5: upstream.max_header_bytes: must be at least 1024, got 10" in text
+    assert f"keystile.yaml:6: upstream.ca_bundle: cannot load the CA bundle {junk}" in text
