@@ -17,6 +17,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_UPSTREAM_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_UPSTREAM_MAX_BODY_BYTES = 64 * 1024 * 1024
 ROUTING_STRATEGIES = ("weighted", "least_busy", "latency", "capacity")
 
 
@@ -114,6 +116,18 @@ class RouterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """Bounds on what an upstream may send back, and how connections to upstreams are made."""
+
+    max_header_bytes: int = DEFAULT_UPSTREAM_MAX_HEADER_BYTES
+    """A larger upstream response head is a 502 (it never reaches the client)."""
+    max_body_bytes: int = DEFAULT_UPSTREAM_MAX_BODY_BYTES
+    """A larger upstream answer read whole (non-streaming, after decompression) is a 502."""
+    ca_bundle: str | None = None
+    """A PEM file (or directory) of CAs trusted for upstream TLS, besides the system's."""
+
+
+@dataclass(frozen=True, slots=True)
 class SpendSettings:
     flush_interval: float = 1.0
     log_retention: float = 30 * 86400.0
@@ -132,6 +146,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
     spend: SpendSettings = field(default_factory=SpendSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     default_max_tokens: int = 4096
     """``max_tokens`` sent to Anthropic when an OpenAI client omits it."""
     key_cache_ttl: float = 60.0
