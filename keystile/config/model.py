@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from keystile.accounting.pricing import PriceOverride
+from keystile.upstream.proxy import ProxyRules
 
 PROVIDERS = ("anthropic", "openai", "azure", "mock")
 
@@ -125,6 +126,11 @@ class UpstreamSettings:
     """A larger upstream answer read whole (non-streaming, after decompression) is a 502."""
     ca_bundle: str | None = None
     """A PEM file (or directory) of CAs trusted for upstream TLS, besides the system's."""
+    ca_bundles: tuple[tuple[str, str], ...] = ()
+    """Every bundle to load, as (where it was named, path): ``ca_bundle``, then ``SSL_CERT_FILE``
+    and ``REQUESTS_CA_BUNDLE`` from the environment the configuration was read in."""
+    proxies: ProxyRules = field(default_factory=ProxyRules)
+    """``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` of that environment."""
 
 
 @dataclass(frozen=True, slots=True)

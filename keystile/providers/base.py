@@ -16,7 +16,6 @@ from keystile.apiformat import ApiFormat
 from keystile.config.model import Deployment, UpstreamSettings
 from keystile.credentials import UpstreamCredential
 from keystile.upstream.client import Timeouts, UpstreamClient, encode_headers
-from keystile.upstream.proxy import ProxyRules
 from keystile.upstream.tls import tls_context
 
 
@@ -70,13 +69,13 @@ class Provider(Protocol):
     async def send(self, call: UpstreamCall) -> UpstreamResponse: ...
 
 
-def upstream_client(settings: UpstreamSettings, env: Mapping[str, str] | None = None) -> UpstreamClient:
-    """The one client every provider shares: the configured size caps, the proxies of the
-    environment (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``) and the system's CAs plus
-    any configured bundle. ValueError for an unusable proxy URL or CA bundle."""
+def upstream_client(settings: UpstreamSettings) -> UpstreamClient:
+    """The one client every provider shares: the configured size caps, the environment's
+    proxies (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``) and the system's CAs plus every
+    configured bundle, all as settled when the configuration was read."""
     return UpstreamClient(
-        ssl_context=tls_context(settings.ca_bundle, env),
-        proxies=ProxyRules.from_environment(env),
+        ssl_context=tls_context(settings.ca_bundles),
+        proxies=settings.proxies,
         max_header_bytes=settings.max_header_bytes,
         max_body_bytes=settings.max_body_bytes,
     )

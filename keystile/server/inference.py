@@ -925,6 +925,8 @@ def _upstream_error(exc: UpstreamError, deployment: Deployment | None) -> Gatewa
         phase = {"connect": "connecting to", "first_byte": "waiting for", "idle": "streaming from"}.get(exc.phase, "waiting for")
         return GatewayError(ErrorKind.UPSTREAM_TIMEOUT, f"Timed out {phase} the upstream{where}.")
     if isinstance(exc, UpstreamConnectError):
+        # The reason (refused, TLS verification, a proxy's 407) is for the operator, not the client.
+        log.warning("upstream%s: %s", where, exc)
         return GatewayError(ErrorKind.UPSTREAM_ERROR, f"Could not connect to the upstream{where}.")
     return GatewayError(ErrorKind.UPSTREAM_ERROR, f"The upstream connection failed{where}: {type(exc).__name__}.")
 

@@ -4,14 +4,16 @@ plus any CA bundle the operator names (a corporate root, a TLS-inspecting proxy'
 Bundles come from the ``upstream.ca_bundle`` setting and the ``SSL_CERT_FILE`` and
 ``REQUESTS_CA_BUNDLE`` environment variables; each one named is loaded *in addition to* the
 system's CAs, so pointing keystile at a bundle holding only the corporate root never breaks
-upstreams signed by public CAs. Built once per process, shared by every pool.
+upstreams signed by public CAs. The list is settled when the configuration is read (so
+``keystile config check`` reports a bad one); the context is built once per process and
+shared by every pool.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 __all__ = ["CA_BUNDLE_VARIABLES", "ca_bundles", "tls_context"]
 
@@ -29,10 +31,11 @@ def ca_bundles(configured: str | None, env: Mapping[str, str] | None = None) -> 
     return found
 
 
-def tls_context(configured: str | None = None, env: Mapping[str, str] | None = None) -> ssl.SSLContext:
-    """A client context with hostname checking on; ValueError names a bundle that cannot be loaded."""
+def tls_context(bundles: Iterable[tuple[str, str]] = ()) -> ssl.SSLContext:
+    """A client context (hostname checking on) trusting the system's CAs and `bundles`, as
+    made by `ca_bundles`; ValueError names a bundle that cannot be loaded."""
     context = ssl.create_default_context()
-    for origin, path in ca_bundles(configured, env):
+    for origin, path in bundles:
         try:
             if os.path.isdir(path):
                 context.load_verify_locations(capath=path)

@@ -122,19 +122,25 @@ def test_ca_bundles_from_setting_and_environment(certs: Certificates, tmp_path: 
     ]
     # Added to the system's CAs, not instead of them.
     system = len(ssl.create_default_context().get_ca_certs())
-    context = tls_context(str(certs.ca), env={})
+    context = tls_context(ca_bundles(str(certs.ca), {}))
     assert len(context.get_ca_certs()) == system + 1
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     missing = tmp_path / "missing.pem"
     with pytest.raises(ValueError, match="REQUESTS_CA_BUNDLE: cannot load the CA bundle"):
-        tls_context(None, env={"REQUESTS_CA_BUNDLE": str(missing)})
+        tls_context(ca_bundles(None, {"REQUESTS_CA_BUNDLE": str(missing)}))
     not_pem = tmp_path / "junk.pem"
     not_pem.write_text("not a certificate\n")
     with pytest.raises(ValueError, match="upstream.ca_bundle: cannot load the CA bundle"):
-        tls_context(str(not_pem), env={})
+        tls_context(ca_bundles(str(not_pem), {}))
 
 
 # -- through a real proxy --------------------------------------------------------------------
+
+
+def client_for(env: dict[str, str], ca: Path | None = None):  # type: ignore[no-untyped-def]
+    """The gateway's client, as `upstream_client` builds it from settings read in `env`."""
+    bundles = tuple(ca_bundles(str(ca) if ca else None, env))
+    return upstream_client(UpstreamSettings(ca_bundles=bundles, proxies=ProxyRules.from_environment(env)))
 
 
 def test_https_origin_through_a_connect_tunnel(run, certs: Certificates) -> None:
@@ -144,7 +150,7 @@ def test_https_origin_through_a_connect_tunnel(run, certs: Certificates) -> None
     async def test() -> None:
         async with HttpProxy(credentials=BASIC) as proxy, Server(echo_handler(), ssl_context=certs.server_context()) as origin:
             env = {"HTTPS_PROXY": f"http://alice%40corp:{PASSWORD}@127.0.0.1:{proxy.port}"}
-            client = upstream_client(UpstreamSettings(ca_bundle=str(certs.ca)), env=env)
+            client = client_for(env, certs.ca)
             try:
                 for path in ("/one", "/two"):
                     resp = await client.request("GET", origin.url(path), [])
@@ -164,7 +170,7 @@ def test_no_proxy_exempts_a_host_and_plain_http_goes_in_absolute_form(run) -> No
     async def test() -> None:
         async with HttpProxy(credentials=BASIC) as proxy, Server(echo_handler()) as origin:
             env = {"http_proxy": f"http://alice%40corp:{PASSWORD}@127.0.0.1:{proxy.port}", "no_proxy": "localhost"}
-            client = upstream_client(UpstreamSettings(), env=env)
+            client = client_for(env)
             try:
                 resp = await client.request("POST", origin.url("/v1/chat/completions?x=1"), [], b'{"a":1}')
                 assert await resp.read() == b'{"a":1}'
@@ -186,7 +192,7 @@ def test_proxy_refusals_and_untrusted_origins_are_connect_errors(run, certs: Cer
     async def test() -> None:
         async with HttpProxy(credentials=BASIC) as proxy, Server(echo_handler(), ssl_context=certs.server_context()) as origin:
             wrong = {"HTTPS_PROXY": f"http://alice:{PASSWORD}-wrong@127.0.0.1:{proxy.port}"}
-            client = upstream_client(UpstreamSettings(ca_bundle=str(certs.ca)), env=wrong)
+            client = client_for(wrong, certs.ca)
             try:
                 with pytest.raises(UpstreamConnectError) as caught:
                     await client.request("GET", origin.url("/"), [])
@@ -198,7 +204,7 @@ def test_proxy_refusals_and_untrusted_origins_are_connect_errors(run, certs: Cer
 
             # The right proxy, but no CA for the origin: TLS verification fails through the tunnel too.
             right = {"HTTPS_PROXY": f"http://alice%40corp:{PASSWORD}@127.0.0.1:{proxy.port}"}
-            client = upstream_client(UpstreamSettings(), env=right)
+            client = client_for(right)
             try:
                 with pytest.raises(UpstreamConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                     await client.request("GET", origin.url("/"), [])
