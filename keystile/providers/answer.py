@@ -12,6 +12,8 @@ the charge when the upstream did run the model:
   ``usage`` object); when it cannot, a body that looks like the model's own JSON is charged
   an estimate of its input, as a stream cut short is, and a page that is not JSON at all
   (HTML, text: someone other than the model answered) is charged nothing.
+- a 2xx answer to a streaming request that is plainly a page, not an event stream (HTML, by
+  its type or its first byte), is a 502 before anything reaches the client (``stream_page``).
 - an error answer (4xx/5xx) whose body is not JSON keeps the upstream's status and becomes
   the client's error format, saying the upstream answered with an HTML or text page
   (``error_page``); a JSON error body is left to the usual pass-through / translation.
@@ -26,13 +28,14 @@ import re
 
 import orjson
 
-from keystile.accounting.usage import Usage, usage_from_anthropic, usage_from_openai
+from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
+from keystile.formats import FORMATS
 from keystile.translate.invalid_request import json_type_name
 from keystile.upstream.errors import UpstreamTooLarge
 
-__all__ = ["UnreadableAnswer", "read_answer", "recover_usage", "error_page", "too_large_error"]
+__all__ = ["UnreadableAnswer", "read_answer", "recover_usage", "stream_page", "error_page", "too_large_error"]
 
 _QUOTE = 200  # characters of upstream text quoted in a message
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -65,7 +68,7 @@ def read_answer(data: bytes, status: int, content_type: bytes | None, wire: ApiF
         else:
             reason = f"{kind} instead of JSON{_page_excerpt(data)}"
         raise UnreadableAnswer(
-            f"The upstream answered HTTP {status} with {reason}.",
+            _sentence(f"The upstream answered HTTP {status} with {reason}"),
             usage=recover_usage(data, wire),
             from_model=kind is None and data.lstrip()[:1] == b"{",
         ) from None
@@ -79,11 +82,11 @@ def read_answer(data: bytes, status: int, content_type: bytes | None, wire: ApiF
 
 
 def recover_usage(data: bytes, wire: ApiFormat) -> Usage | None:
-    """The ``usage`` object of a body that does not parse as a whole, if that part is intact.
+    """The usage in a body that does not parse as a whole, if its ``usage`` object is intact.
 
     The last unescaped ``"usage"`` key is taken (inside a JSON string every quote is escaped,
-    so it is a key; Anthropic and OpenAI put the top-level usage after the content), and the
-    object after it is matched brace by brace and parsed on its own.
+    so it is a key; Anthropic and OpenAI put the top-level usage after the content), the
+    object after it is matched brace by brace, parsed on its own and read as ``wire``'s usage.
     """
     at = data.rfind(_USAGE_KEY)
     if at < 0:
@@ -100,8 +103,23 @@ def recover_usage(data: bytes, wire: ApiFormat) -> Usage | None:
         return None
     if not isinstance(usage, dict):
         return None
-    found = usage_from_anthropic(usage) if wire is ApiFormat.ANTHROPIC else usage_from_openai(usage)
+    found: Usage = FORMATS[wire].usage({"usage": usage})
     return found if found.total_tokens else None
+
+
+def stream_page(status: int, content_type: bytes | None, first: bytes) -> GatewayError | None:
+    """The 502 for a 2xx answer to a streaming request that is an HTML page, not an event
+    stream (judged from its type and its first chunk); None for anything else (the relay
+    judges the events)."""
+    media = (content_type or b"").split(b";", 1)[0].strip().lower()
+    if media == b"text/event-stream":
+        return None
+    if b"html" not in media and first.lstrip()[:1] != b"<":
+        return None
+    return GatewayError(
+        ErrorKind.UPSTREAM_ERROR,
+        _sentence(f"The upstream answered HTTP {status} with an HTML page instead of an event stream{_page_excerpt(first)}"),
+    )
 
 
 def error_page(body: bytes, status: int, content_type: bytes | None, client: ApiFormat) -> bytes | None:
@@ -123,17 +141,17 @@ def error_page(body: bytes, status: int, content_type: bytes | None, client: Api
         message = f"The upstream answered HTTP {status} with an empty body."
     else:
         kind = _page_kind(body, content_type) or "a body that is not JSON"
-        message = f"The upstream answered HTTP {status} with {kind} instead of a JSON error{_page_excerpt(body)}."
+        message = _sentence(f"The upstream answered HTTP {status} with {kind} instead of a JSON error{_page_excerpt(body)}")
     return orjson.dumps(error_body(client, kind_for_status(status), message))
 
 
-def too_large_error(exc: UpstreamTooLarge) -> GatewayError:
-    """The 502 for an upstream answer over one of the ``upstream:`` size caps."""
+def too_large_error(exc: UpstreamTooLarge, where: str = "") -> GatewayError:
+    """The 502 for an upstream answer over one of the ``upstream:`` size caps (``where``: " (deployment id)")."""
     setting = "upstream.max_header_bytes" if exc.part == "headers" else "upstream.max_body_bytes"
-    what = "response headers are" if exc.part == "headers" else "answer is"
+    what = "response headers" if exc.part == "headers" else "an answer"
     return GatewayError(
         ErrorKind.UPSTREAM_ERROR,
-        f"The upstream's {what} larger than keystile accepts ({setting}: {exc.limit} bytes).",
+        f"The upstream{where} sent {what} larger than keystile accepts ({setting}: {exc.limit} bytes).",
     )
 
 
@@ -159,6 +177,11 @@ def _page_excerpt(body: bytes) -> str:
             text = _TAG.sub(" ", text)
     text = " ".join(text.split())
     return f": {_quote(text)}" if text else ""
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a full stop, unless the quoted page already ended it."""
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _quote(text: str) -> str:

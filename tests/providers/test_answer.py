@@ -8,7 +8,7 @@ import pytest
 
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
-from keystile.providers.answer import UnreadableAnswer, error_page, read_answer, recover_usage, too_large_error
+from keystile.providers.answer import UnreadableAnswer, error_page, read_answer, recover_usage, stream_page, too_large_error
 from keystile.upstream.errors import UpstreamTooLarge
 
 A, O = ApiFormat.ANTHROPIC, ApiFormat.OPENAI
@@ -126,9 +126,27 @@ def test_json_error_bodies_are_left_to_the_usual_path(body: bytes) -> None:
 
 
 def test_too_large_names_the_setting() -> None:
-    error = too_large_error(UpstreamTooLarge("body", 8388608))
+    error = too_large_error(UpstreamTooLarge("body", 8388608), " (gpt#0)")
     assert (error.status, error.message) == (
         502,
-        "The upstream's answer is larger than keystile accepts (upstream.max_body_bytes: 8388608 bytes).",
+        "The upstream (gpt#0) sent an answer larger than keystile accepts (upstream.max_body_bytes: 8388608 bytes).",
     )
     assert "upstream.max_header_bytes: 65536" in too_large_error(UpstreamTooLarge("headers", 65536)).message
+
+
+@pytest.mark.parametrize(
+    ("content_type", "first", "page"),
+    [
+        (b"text/event-stream", b"<html>odd but declared a stream", False),
+        (b"text/event-stream; charset=utf-8", b"event: message_start\ndata: {}\n\n", False),
+        (None, b"data: {}\n\n", False),  # no type: judged by its first byte
+        (b"application/json", b'{"type":"error"}', False),  # the relay deals with JSON
+        (b"text/html", b"", True),
+        (b"text/plain", b"\n  <!DOCTYPE html><title>Login</title>", True),
+    ],
+)
+def test_stream_page(content_type: bytes | None, first: bytes, page: bool) -> None:
+    error = stream_page(200, content_type, first)
+    assert (error is not None) is page
+    if error is not None:
+        assert error.status == 502 and error.message.startswith("The upstream answered HTTP 200 with an HTML page instead of an event stream")
