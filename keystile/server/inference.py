@@ -435,6 +435,8 @@ class _Call:
                 except UpstreamTooLarge as exc:  # an error page over upstream.max_body_bytes
                     self.upstream_wait += perf_counter() - asked
                     failure = UpstreamFailure(error=_upstream_error(exc, deployment))
+                    gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
+                    self._attempt_failed(deployment, _describe_exception(exc))
                     await self._backoff(plan.failed())
                     continue
                 except UpstreamError as exc:
@@ -582,6 +584,7 @@ class _Call:
                 self.usage = error.usage
             elif error.from_model and operation is Operation.GENERATE:
                 self.usage = usage_of_cut_stream(Usage(), 1, self._estimate_input)
+            self._attempt_failed(self.deployment, error.message)  # type: ignore[arg-type]
             self.plan.failed()  # type: ignore[union-attr]  # counts against the deployment; not retried: it may have run
             raise
         generation = operation is Operation.GENERATE
@@ -948,8 +951,7 @@ def _upstream_error(exc: UpstreamError, deployment: Deployment | None) -> Gatewa
         phase = {"connect": "connecting to", "first_byte": "waiting for", "idle": "streaming from"}.get(exc.phase, "waiting for")
         return GatewayError(ErrorKind.UPSTREAM_TIMEOUT, f"Timed out {phase} the upstream{where}.")
     if isinstance(exc, UpstreamConnectError):
-        # The reason (refused, TLS verification, a proxy's 407) is for the operator, not the client.
-        log.warning("upstream%s: %s", where, exc)
+        # The reason (refused, TLS verification, a proxy's 407) is for the operator's log, not the client.
         return GatewayError(ErrorKind.UPSTREAM_ERROR, f"Could not connect to the upstream{where}.")
     if isinstance(exc, UpstreamTooLarge):
         return too_large_error(exc, where)

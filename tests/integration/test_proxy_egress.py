@@ -202,7 +202,7 @@ def test_a_refusing_proxy_is_a_502_and_the_log_says_why(gateway_lower, egress):
         with pytest.raises(anthropic.APIStatusError) as caught:
             claude.messages.create(**anthropic_body(model="claude"))
         assert caught.value.status_code == 502
-        assert "Could not connect to the upstream (claude#0)" in caught.value.message
+        assert "claude#0" in caught.value.message and PASSWORD not in caught.value.message
         # The exempt host still works, its certificate checked against REQUESTS_CA_BUNDLE's CA.
         assert claude.messages.create(**anthropic_body(model="claude-direct")).usage.output_tokens > 0
     assert egress.strict.refused >= 1
