@@ -80,7 +80,6 @@ class Connection(asyncio.Protocol):
         "_keep_alive",
         "_informational",
         "_head_bytes",
-        "_head_size",
         "_writing",
         "_must_close",
         "_write_paused",
@@ -111,8 +110,7 @@ class Connection(asyncio.Protocol):
         self._complete = False
         self._keep_alive = False
         self._informational = False
-        self._head_bytes = 0  # bytes received before the head was complete
-        self._head_size = 0  # the head's headers as parsed so far
+        self._head_bytes = 0  # bytes received while the head was incomplete (some may be body)
         self._writing = False  # a large body is still being written
         self._must_close = False
         self._write_paused = False
@@ -158,7 +156,6 @@ class Connection(asyncio.Protocol):
         self._encoding = None
         self._rx = False
         self._head_bytes = 0
-        self._head_size = 0
         self._sent_at = now
         self._no_body = no_body
         self.served += 1
@@ -235,6 +232,8 @@ class Connection(asyncio.Protocol):
             self.abort()
             return
         self._rx = True
+        if not resp.status:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except _PARSER_ERRORS as exc:
@@ -245,17 +244,11 @@ class Connection(asyncio.Protocol):
         elif resp.status:
             if resp._phase == HEADERS_IN:
                 self._start_idle_clock(resp)
-        else:
-            # Still no complete head: the parser holds what it has seen so far.
-            self._head_bytes += len(data)
-            if self._head_bytes > self.pool.max_header_bytes:
-                self._too_large(resp)
+        elif self._head_bytes > self.pool.max_header_bytes:
+            # Still no complete head, and the parser holds more than the cap of it.
+            self._too_large(resp)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Counted per header too: one read may bring a whole oversized head and a body with it.
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.pool.max_header_bytes:
-            raise UpstreamTooLarge("headers", self.pool.max_header_bytes)
         name = name.lower()
         self._headers.append((name, value))
         if name == b"content-encoding":
@@ -269,6 +262,12 @@ class Connection(asyncio.Protocol):
             self._headers = []
             self._encoding = None
             return
+        if self._head_bytes > self.pool.max_header_bytes:
+            # The reads that brought the head were larger than the cap (they may hold body
+            # bytes too): measure the head itself. Usual heads never get here.
+            limit = self.pool.max_header_bytes
+            if sum(len(name) + len(value) + 4 for name, value in self._headers) > limit:
+                raise UpstreamTooLarge("headers", limit)
         if self._writing:
             self._must_close = True  # answered before the request body was fully written
         resp = self._resp
