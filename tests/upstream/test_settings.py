@@ -93,3 +93,18 @@ def test_the_environment_is_checked_when_the_config_is_read(tmp_path: Path) -> N
     assert f"environment: REQUESTS_CA_BUNDLE: cannot load the CA bundle {tmp_path / 'gone.pem'}: No such file or directory" in problems
     assert any(p.startswith("environment: https_proxy names a socks5:// proxy") for p in problems)
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_litellm_configs_environment_variables_may_name_the_proxy(tmp_path: Path) -> None:
+    """LiteLLM puts ``environment_variables`` into its environment unless already set there."""
+    text = """\
+        model_list:
+          - model_name: m
+            litellm_params: {model: openai/gpt-4o, api_key: sk-x}
+        environment_variables:
+          HTTPS_PROXY: http://proxy.corp:3128
+          NO_PROXY: internal.corp
+        """
+    assert load(tmp_path, text).upstream.proxies == ProxyRules(https=Proxy("proxy.corp", 3128), no_proxy=("internal.corp",))
+    real = load(tmp_path, text, env={"HTTPS_PROXY": "http://other:8080"}).upstream.proxies
+    assert real.https == Proxy("other", 8080)
