@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from keystile.accounting.pricing import PriceOverride
+from keystile.upstream.proxy import ProxyRules
 
 PROVIDERS = ("anthropic", "openai", "azure", "mock")
 
@@ -17,6 +18,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
+DEFAULT_UPSTREAM_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_UPSTREAM_MAX_BODY_BYTES = 64 * 1024 * 1024
 ROUTING_STRATEGIES = ("weighted", "least_busy", "latency", "capacity")
 
 
@@ -133,6 +136,23 @@ class RouterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """Bounds on what an upstream may send back, and how connections to upstreams are made."""
+
+    max_header_bytes: int = DEFAULT_UPSTREAM_MAX_HEADER_BYTES
+    """A larger upstream response head is a 502 (it never reaches the client)."""
+    max_body_bytes: int = DEFAULT_UPSTREAM_MAX_BODY_BYTES
+    """A larger upstream answer read whole (non-streaming, after decompression) is a 502."""
+    ca_bundle: str | None = None
+    """A PEM file (or directory) of CAs trusted for upstream TLS, besides the system's."""
+    ca_bundles: tuple[tuple[str, str], ...] = ()
+    """Every bundle to load, as (where it was named, path): ``ca_bundle``, then ``SSL_CERT_FILE``
+    and ``REQUESTS_CA_BUNDLE`` from the environment the configuration was read in."""
+    proxies: ProxyRules = field(default_factory=ProxyRules)
+    """``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` of that environment."""
+
+
+@dataclass(frozen=True, slots=True)
 class SpendSettings:
     flush_interval: float = 1.0
     log_retention: float = 30 * 86400.0
@@ -151,6 +171,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
     spend: SpendSettings = field(default_factory=SpendSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     default_max_tokens: int = 4096
     """``max_tokens`` sent to Anthropic when an OpenAI client omits it."""
     key_cache_ttl: float = 60.0

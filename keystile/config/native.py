@@ -18,11 +18,14 @@ from keystile.config.model import (
     ServerSettings,
     Settings,
     SpendSettings,
+    UpstreamSettings,
 )
 from keystile.config.presets import OPENAI_COMPATIBLE
 from keystile.config.source import Fields, Source
+from keystile.upstream.proxy import ProxyRules
+from keystile.upstream.tls import ca_bundles, tls_context
 
-TOP_LEVEL = ("master_key", "database_url", "redis_url", "server", "models", "router", "spend",
+TOP_LEVEL = ("master_key", "database_url", "redis_url", "server", "models", "router", "spend", "upstream",
              "default_max_tokens", "key_cache_ttl", "store_outage_grace", "log_level")
 
 
@@ -54,6 +57,7 @@ def read_gateway_settings(f: Fields) -> dict[str, Any]:
         "redis_url": f.string("redis_url") or None,
         "server": read_server(f.sub("server")),
         "spend": read_spend(f.sub("spend")),
+        "upstream": read_upstream(f.sub("upstream")),
         "default_max_tokens": f.integer("default_max_tokens", 4096, minimum=1) or 4096,
         "key_cache_ttl": f.duration("key_cache_ttl", 60.0) or 60.0,
         "store_outage_grace": _num(f.duration("store_outage_grace", 300.0), 300.0),
@@ -209,6 +213,40 @@ def read_spend(f: Fields) -> SpendSettings:
     )
     f.warn_unknown(("flush_interval", "log_retention", "log_content", "prices_file"))
     return spend
+
+
+def read_upstream(f: Fields) -> UpstreamSettings:
+    """The ``upstream:`` section, with the proxy and CA variables of the environment it is read in.
+
+    A CA bundle that cannot be loaded, or a proxy URL keystile cannot use, is a problem now
+    (``keystile config check`` shows it; ``serve`` does not start) rather than at the first request.
+    """
+    d = UpstreamSettings()
+    ca_bundle = f.string("ca_bundle") or None
+    source = f.source
+    bundles = tuple(ca_bundles(ca_bundle, source.env))
+    for origin, path in bundles:
+        try:
+            tls_context([(origin, path)])
+        except ValueError as exc:
+            if origin == "upstream.ca_bundle":
+                source.problem(f.path + ("ca_bundle",), str(exc).removeprefix("upstream.ca_bundle: "))
+            else:
+                source.problems.append(f"environment: {exc}")
+    try:
+        proxies = ProxyRules.from_environment(source.env)
+    except ValueError as exc:
+        source.problems.append(f"environment: {exc}")
+        proxies = ProxyRules()
+    upstream = UpstreamSettings(
+        max_header_bytes=_int(f.integer("max_header_bytes", d.max_header_bytes, minimum=1024), d.max_header_bytes),
+        max_body_bytes=_int(f.integer("max_body_bytes", d.max_body_bytes, minimum=1024), d.max_body_bytes),
+        ca_bundle=ca_bundle,
+        ca_bundles=bundles,
+        proxies=proxies,
+    )
+    f.warn_unknown(("max_header_bytes", "max_body_bytes", "ca_bundle"))
+    return upstream
 
 
 def _int(value: int | None, default: int) -> int:

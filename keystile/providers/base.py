@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Generic, Mapping, Protocol, TypeVar
 
 from keystile.apiformat import ApiFormat
-from keystile.config.model import Deployment
+from keystile.config.model import Deployment, UpstreamSettings
 from keystile.credentials import UpstreamCredential
-from keystile.upstream.client import Timeouts, encode_headers
+from keystile.upstream.client import Timeouts, UpstreamClient, encode_headers
+from keystile.upstream.tls import tls_context
 
 
 class Operation(enum.Enum):
@@ -66,6 +67,18 @@ class Provider(Protocol):
     def supports(self, operation: Operation, wire: ApiFormat) -> bool: ...
 
     async def send(self, call: UpstreamCall) -> UpstreamResponse: ...
+
+
+def upstream_client(settings: UpstreamSettings) -> UpstreamClient:
+    """The one client every provider shares: the configured size caps, the environment's
+    proxies (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``) and the system's CAs plus every
+    configured bundle, all as settled when the configuration was read."""
+    return UpstreamClient(
+        ssl_context=tls_context(settings.ca_bundles),
+        proxies=settings.proxies,
+        max_header_bytes=settings.max_header_bytes,
+        max_body_bytes=settings.max_body_bytes,
+    )
 
 
 def base_headers(stream: bool) -> list[tuple[bytes, bytes]]:

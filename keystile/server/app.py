@@ -29,7 +29,7 @@ from keystile.limits.ratelimit import LocalCounters
 from keystile.logs import setup_logging
 from keystile.metrics import Metrics
 from keystile.providers.anthropic import AnthropicProvider
-from keystile.providers.base import Operation, Provider
+from keystile.providers.base import Operation, Provider, upstream_client
 from keystile.providers.mock import MockProvider
 from keystile.providers.openai import AzureOpenAIProvider, OpenAIProvider
 from keystile.limits.reservation import Reserver
@@ -41,7 +41,6 @@ from keystile.server.routes import match_endpoint
 from keystile.store.database import CountingDatabase, DatabaseUnavailable
 from keystile.store.health import StoreHealth
 from keystile.store.repository import Store
-from keystile.upstream.client import UpstreamClient
 
 log = logging.getLogger("keystile")
 
@@ -80,7 +79,7 @@ class Gateway:
         self.clock = Clock()
         self.metrics = Metrics()
         self.router = Router(settings, on_cooldown=self.metrics.set_cooling_down)
-        self.upstream = UpstreamClient()
+        self.upstream = upstream_client(settings.upstream)
         self.providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(self.upstream),
             "openai": OpenAIProvider(self.upstream),

@@ -41,6 +41,7 @@ from keystile.formats import FORMATS
 from keystile.formats.base import ClientRequest
 from keystile.formats.checks import model_name, optional_bool, quote
 from keystile.limits.authorize import Grant, quota_headers
+from keystile.providers.answer import UnreadableAnswer, error_page, read_answer, stream_page, too_large_error
 from keystile.providers.base import Operation, UpstreamCall, UpstreamResponse
 from keystile.routing.router import RETRYABLE_STATUS, RoutePlan, is_context_window_error
 from keystile.server.http import (
@@ -62,7 +63,7 @@ from keystile.translate.count_tokens import estimate_input_tokens
 from keystile.translate.errors import error_kind_of, translate_error_body
 from keystile.translate.invalid_request import json_type_name
 from keystile.upstream.client import Timeouts
-from keystile.upstream.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from keystile.upstream.errors import UpstreamConnectError, UpstreamError, UpstreamTimeout, UpstreamTooLarge
 
 if TYPE_CHECKING:
     from keystile.server.app import Gateway
@@ -428,6 +429,13 @@ class _Call:
             if response.status >= 400:
                 try:
                     error_body = await response.read()
+                except UpstreamTooLarge as exc:  # an error page over upstream.max_body_bytes
+                    self.upstream_wait += perf_counter() - asked
+                    failure = UpstreamFailure(error=_upstream_error(exc, deployment))
+                    gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
+                    self._attempt_failed(deployment, _describe_exception(exc))
+                    await self._backoff(plan.failed())
+                    continue
                 except UpstreamError as exc:
                     error_body = str(exc).encode()
                 finally:
@@ -562,17 +570,20 @@ class _Call:
             await response.aclose()
         latency = perf_counter() - asked
         self.upstream_wait += latency
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            raise GatewayError(
-                ErrorKind.UPSTREAM_ERROR,
-                f"The upstream ({self.deployment.id}) answered 200 with a body that is not a JSON object; "  # type: ignore[union-attr]
-                "keystile cannot read or pass it on.",
-            )
         operation = self.endpoint.operation
+        try:
+            obj = read_answer(data, response.status, response.header(b"content-type"), wire)
+        except UnreadableAnswer as error:
+            # A 502 for the client. The charge: the usage the upstream still reported in the body;
+            # failing that, an estimate if it was the model's own (broken) JSON; nothing for a
+            # page someone else put in its place (providers/answer.py).
+            if error.usage is not None:
+                self.usage = error.usage
+            elif error.from_model and operation is Operation.GENERATE:
+                self.usage = usage_of_cut_stream(Usage(), 1, self._estimate_input)
+            self._attempt_failed(self.deployment, error.message)  # type: ignore[arg-type]
+            self.plan.failed()  # type: ignore[union-attr]  # counts against the deployment; not retried: it may have run
+            raise
         generation = operation is Operation.GENERATE
         if operation is not Operation.COUNT_TOKENS:
             self.usage = FORMATS[wire].usage(obj)
@@ -614,6 +625,11 @@ class _Call:
             raise _RetryableBodyFailure(_upstream_error(exc, self.deployment), received=True) from None
         latency = perf_counter() - asked
         self.upstream_wait += latency
+        page = stream_page(response.status, response.header(b"content-type"), first)
+        if page is not None:  # a proxy's login page, say: nothing reached the client, another attempt may do better
+            await response.aclose()
+            self.relay = None
+            raise _RetryableBodyFailure(page)
         out = relay.feed(first) if first else relay.end()
         if relay.failed:
             # Failed in its first chunk (an in-band overloaded_error right after the 200, an
@@ -686,7 +702,10 @@ class _Call:
             return
         if failure.status:
             self.status = failure.status
-            body = translate_error_body(failure.body, failure.status, upstream=failure.wire, client=self.fmt)
+            content_type = _header(failure.headers or (), b"content-type")
+            body = error_page(failure.body, failure.status, content_type, self.fmt) or translate_error_body(
+                failure.body, failure.status, upstream=failure.wire, client=self.fmt
+            )
             passed = [(n, v) for n, v in failure.headers or () if n in _PASSED_HEADERS]
             await self.finish()
             await send_bytes(self.send, failure.status, body, [*headers, *passed])
@@ -900,6 +919,13 @@ def raise_unsupported(deployment: Deployment, operation: Operation) -> None:
     )
 
 
+def _header(headers: list[tuple[bytes, bytes]] | tuple[()], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
 def _retry_after(response: UpstreamResponse) -> float | None:
     raw_ms = response.header(b"retry-after-ms")
     if raw_ms is not None:
@@ -922,7 +948,10 @@ def _upstream_error(exc: UpstreamError, deployment: Deployment | None) -> Gatewa
         phase = {"connect": "connecting to", "first_byte": "waiting for", "idle": "streaming from"}.get(exc.phase, "waiting for")
         return GatewayError(ErrorKind.UPSTREAM_TIMEOUT, f"Timed out {phase} the upstream{where}.")
     if isinstance(exc, UpstreamConnectError):
+        # The reason (refused, TLS verification, a proxy's 407) is for the operator's log, not the client.
         return GatewayError(ErrorKind.UPSTREAM_ERROR, f"Could not connect to the upstream{where}.")
+    if isinstance(exc, UpstreamTooLarge):
+        return too_large_error(exc, where)
     return GatewayError(ErrorKind.UPSTREAM_ERROR, f"The upstream connection failed{where}: {type(exc).__name__}.")
 
 

@@ -8,15 +8,18 @@ few origins, keep-alive pools, bodies as bytes in, streamed bytes out, precise e
 
     client.py      UpstreamClient, Timeouts: URL -> pool, request head, the one retry
     pool.py        HostPool: idle connections per (scheme, host, port), LIFO, TTL, optional cap
-    connection.py  Connection: the asyncio.Protocol + httptools parser, writes, timeouts
-    response.py    UpstreamResponse: status, headers, body by read() or async for
+    connection.py  Connection: the asyncio.Protocol + httptools parser, writes, timeouts, head cap
+    response.py    UpstreamResponse: status, headers, body by read() or async for, body cap
+    proxy.py       HTTP(S)_PROXY / NO_PROXY, CONNECT tunnels
+    tls.py         the TLS context: system CAs plus any configured CA bundle
     errors.py      the exception tree:
 
     UpstreamError                  (errors.py)
      ├── UpstreamConnectError      DNS failure, connection refused, TLS handshake/verification failure
      ├── UpstreamTimeout           .phase = "connect" | "first_byte" | "idle"
      ├── UpstreamDisconnected      connection reset or closed before the response (or its body) was complete
-     └── UpstreamProtocolError     malformed HTTP from the upstream
+     ├── UpstreamProtocolError     malformed HTTP from the upstream
+     └── UpstreamTooLarge          response head or whole-read body over its cap
 
 Behaviour worth knowing:
 - Headers are sent as given (lowercase names), after the request line, `host` and before
@@ -32,7 +35,16 @@ Behaviour worth knowing:
 - Compression: keystile asks for `accept-encoding: identity`. A body that arrives with
   `content-encoding: gzip` or `deflate` anyway is decompressed here, and those two headers
   (content-encoding, content-length) are removed from `headers`, so callers always see the
-  plain bytes. Other codings (br, zstd) are passed through untouched.
+  plain bytes. Other codings (br, zstd) are passed through untouched. Decompression runs in
+  bounded steps, so a small compressed body cannot expand past the caps below.
+- Size caps: a response head over `max_header_bytes` (default 64 KiB) and a body read whole
+  with `read()` over `max_body_bytes` after decompression (default 64 MiB) fail with
+  `UpstreamTooLarge` and the connection is dropped. Bodies read with `async for` have no
+  total cap: at most about 1 MiB of them waits in memory for the caller.
+- Proxies: with `proxies` (`ProxyRules.from_environment()`), each origin's pool is given its
+  proxy once, when it is made: https goes through a CONNECT tunnel (TLS inside it, verified
+  against the origin's name), http is sent to the proxy in absolute form. Proxy credentials
+  go only in `proxy-authorization`.
 - Streaming: `async for chunk in resp` yields whatever has arrived since the previous
   step as soon as it is parsed (several small reads may be joined, never held back).
   Reading from the socket pauses while more than 1 MiB is waiting for a slow consumer.
@@ -50,12 +62,14 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from dataclasses import dataclass
 from typing import Iterable
 from urllib.parse import urlsplit
 
 from keystile.upstream.connection import SINGLE_WRITE_MAX, Connection
+from keystile.upstream.connection import MAX_HEAD_BYTES
 from keystile.upstream.errors import (
     StaleConnection,
     UpstreamConnectError,
@@ -63,9 +77,13 @@ from keystile.upstream.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 from keystile.upstream.pool import HostPool
-from keystile.upstream.response import UpstreamResponse
+from keystile.upstream.proxy import ProxyRules
+from keystile.upstream.response import MAX_BODY_BYTES, UpstreamResponse
+
+log = logging.getLogger("keystile.upstream")
 
 __all__ = [
     "Timeouts",
@@ -77,6 +95,8 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamDisconnected",
     "UpstreamProtocolError",
+    "UpstreamTooLarge",
+    "ProxyRules",
 ]
 
 
@@ -98,7 +118,19 @@ _MAX_CACHED_URLS = 4096
 class UpstreamClient:
     """Pooled keep-alive HTTP/1.1 client; one pool per (scheme, host, port)."""
 
-    __slots__ = ("_max_idle", "_ttl", "_max_connections", "_ssl", "_loop", "_pools", "_urls", "_closed")
+    __slots__ = (
+        "_max_idle",
+        "_ttl",
+        "_max_connections",
+        "_ssl",
+        "_proxies",
+        "_max_head",
+        "_max_body",
+        "_loop",
+        "_pools",
+        "_urls",
+        "_closed",
+    )
 
     def __init__(
         self,
@@ -107,11 +139,17 @@ class UpstreamClient:
         idle_ttl: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
         max_connections_per_host: int | None = None,
+        proxies: ProxyRules | None = None,
+        max_header_bytes: int = MAX_HEAD_BYTES,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._max_idle = max_idle_per_host
         self._ttl = idle_ttl
         self._max_connections = max_connections_per_host  # None: no cap, the gateway's limits apply
         self._ssl = ssl_context
+        self._proxies = proxies
+        self._max_head = max_header_bytes
+        self._max_body = max_body_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pools: dict[tuple[str, str, int], HostPool] = {}
         # url -> (pool, b" /path?query HTTP/1.1\r\nhost: ...\r\n"): the parsed, encoded part
@@ -160,7 +198,7 @@ class UpstreamClient:
         loop = self._loop
         assert loop is not None
         now = loop.time()
-        resp = UpstreamResponse(conn, loop)
+        resp = UpstreamResponse(conn, loop, self._max_body)
         try:
             if len(body) <= SINGLE_WRITE_MAX:
                 conn.send(resp, head, body, no_body, timeouts, now)
@@ -206,8 +244,14 @@ class UpstreamClient:
         authority = f"[{host}]" if ":" in host else host
         if parts.port is not None and parts.port != (443 if scheme == "https" else 80):
             authority = f"{authority}:{port}"
-        tail = f" {target} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii")
-        entry = (self._pool(scheme, host, port), tail)
+        pool = self._pool(scheme, host, port)
+        proxy = pool.proxy
+        if proxy is not None and scheme == "http":
+            # Plain HTTP through a proxy: the absolute URI, and the proxy's credentials on every request.
+            tail = f" http://{authority}{target} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii") + proxy.header_lines()
+        else:
+            tail = f" {target} HTTP/1.1\r\nhost: {authority}\r\n".encode("ascii")
+        entry = (pool, tail)
         if len(self._urls) >= _MAX_CACHED_URLS:
             self._urls.clear()
         self._urls[url] = entry
@@ -223,6 +267,7 @@ class UpstreamClient:
                     self._ssl = ssl.create_default_context()
                 context = self._ssl
             assert self._loop is not None
+            proxy = self._proxies.for_origin(scheme, host, port) if self._proxies is not None else None
             pool = self._pools[key] = HostPool(
                 self._loop,
                 host,
@@ -231,7 +276,11 @@ class UpstreamClient:
                 max_idle=self._max_idle,
                 idle_ttl=self._ttl,
                 max_connections=self._max_connections,
+                proxy=proxy,
+                max_header_bytes=self._max_head,
             )
+            if proxy is not None:
+                log.info("upstream %s://%s goes through the proxy %s", scheme, pool.label, proxy.label)
         return pool
 
 

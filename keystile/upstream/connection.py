@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from keystile.upstream.errors import StaleConnection, UpstreamDisconnected, UpstreamProtocolError, UpstreamTimeout
+from keystile.upstream.errors import (
+    StaleConnection,
+    UpstreamDisconnected,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamTooLarge,
+)
 from keystile.upstream.response import HEADERS_IN, READING_BODY
 
 if TYPE_CHECKING:
@@ -36,8 +42,9 @@ STALE_WINDOW = 1.0
 SINGLE_WRITE_MAX = 64 * 1024
 WRITE_SLICE = 1 << 20
 
-# An upstream that sends this much without finishing its response headers is broken.
-MAX_HEAD_BYTES = 1 << 20
+# The default cap on a response head (status line and headers; 1xx heads before it count
+# too): a larger one fails the exchange with `UpstreamTooLarge` instead of reaching the caller.
+MAX_HEAD_BYTES = 64 * 1024
 
 # Timers may fire a little early (uvloop rounds to milliseconds): a deadline this close
 # counts as reached rather than re-arming for a few microseconds.
@@ -103,7 +110,7 @@ class Connection(asyncio.Protocol):
         self._complete = False
         self._keep_alive = False
         self._informational = False
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received while the head was incomplete (some may be body)
         self._writing = False  # a large body is still being written
         self._must_close = False
         self._write_paused = False
@@ -225,6 +232,8 @@ class Connection(asyncio.Protocol):
             self.abort()
             return
         self._rx = True
+        if not resp.status:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except _PARSER_ERRORS as exc:
@@ -235,10 +244,9 @@ class Connection(asyncio.Protocol):
         elif resp.status:
             if resp._phase == HEADERS_IN:
                 self._start_idle_clock(resp)
-        else:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._protocol_error(resp, ValueError("response head larger than 1 MiB"))
+        elif self._head_bytes > self.pool.max_header_bytes:
+            # Still no complete head, and the parser holds more than the cap of it.
+            self._too_large(resp)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
@@ -254,6 +262,12 @@ class Connection(asyncio.Protocol):
             self._headers = []
             self._encoding = None
             return
+        if self._head_bytes > self.pool.max_header_bytes:
+            # The reads that brought the head were larger than the cap (they may hold body
+            # bytes too): measure the head itself. Usual heads never get here.
+            limit = self.pool.max_header_bytes
+            if sum(len(name) + len(value) + 4 for name, value in self._headers) > limit:
+                raise UpstreamTooLarge("headers", limit)
         if self._writing:
             self._must_close = True  # answered before the request body was fully written
         resp = self._resp
@@ -291,8 +305,15 @@ class Connection(asyncio.Protocol):
         else:
             self.close()
 
+    def _too_large(self, resp: UpstreamResponse) -> None:
+        resp._fail(UpstreamTooLarge("headers", self.pool.max_header_bytes))
+        self.abort()
+
     def _protocol_error(self, resp: UpstreamResponse, exc: Exception) -> None:
         cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
+        if isinstance(cause, UpstreamTooLarge):
+            self._too_large(resp)
+            return
         err = UpstreamProtocolError(f"malformed response from {self.pool.label}: {cause or exc}")
         err.__cause__ = cause or exc
         resp._fail(err)
@@ -320,6 +341,7 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection at once; the upstream sees the disconnect immediately."""
+        self._must_close = True  # never pooled, even if the parser still completes a message
         if self.transport is not None and not self.closed:
             self.transport.abort()
 

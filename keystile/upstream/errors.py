@@ -4,7 +4,8 @@
      ├── UpstreamConnectError      DNS failure, connection refused, TLS handshake/verification failure
      ├── UpstreamTimeout           .phase = "connect" | "first_byte" | "idle"
      ├── UpstreamDisconnected      connection reset or closed before the response (or its body) was complete
-     └── UpstreamProtocolError     malformed HTTP from the upstream
+     ├── UpstreamProtocolError     malformed HTTP from the upstream (a compressed body that does not decompress included)
+     └── UpstreamTooLarge          .part = "headers" | "body": more than the client accepts (its size caps)
 
 The router maps these to retries/cooldowns and the server maps them to the client's API
 format (typically 502 for connect/disconnect/protocol errors, 504 for timeouts). Messages
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Literal
 
 TimeoutPhase = Literal["connect", "first_byte", "idle"]
+OversizedPart = Literal["headers", "body"]
 
 
 class UpstreamError(Exception):
@@ -41,6 +43,16 @@ class UpstreamDisconnected(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     """The upstream sent something that is not valid HTTP/1.1."""
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The response head, or a body read whole (after decompression), is larger than the
+    client's cap (`max_header_bytes` / `max_body_bytes`); the connection is dropped."""
+
+    def __init__(self, part: OversizedPart, limit: int) -> None:
+        super().__init__(f"the upstream's response {part} exceed the {limit}-byte limit")
+        self.part: OversizedPart = part
+        self.limit = limit
 
 
 class StaleConnection(UpstreamDisconnected):

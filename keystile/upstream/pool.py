@@ -2,6 +2,9 @@
 
 LIFO keeps a few connections hot and lets the rest age out: an idle connection is closed
 after `idle_ttl`, and dropped at once when the server closes it (`Connection.connection_lost`).
+A pool whose origin goes through a proxy (decided once, when the pool is made) opens its
+connections to the proxy: through a CONNECT tunnel for https, straight to it for http
+(the client then writes absolute-form request targets).
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ import asyncio
 import ssl
 from collections import deque
 
-from keystile.upstream.connection import Connection
+from keystile.upstream.connection import MAX_HEAD_BYTES, Connection
 from keystile.upstream.errors import UpstreamConnectError, UpstreamTimeout
+from keystile.upstream.proxy import Proxy, open_tunnel
 
 
 class HostPool:
@@ -19,6 +23,8 @@ class HostPool:
 
     __slots__ = (
         "label",
+        "proxy",
+        "max_header_bytes",
         "_loop",
         "_host",
         "_port",
@@ -44,8 +50,12 @@ class HostPool:
         max_idle: int,
         idle_ttl: float,
         max_connections: int | None,
+        proxy: Proxy | None = None,
+        max_header_bytes: int = MAX_HEAD_BYTES,
     ) -> None:
         self.label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # for error messages
+        self.proxy = proxy
+        self.max_header_bytes = max_header_bytes  # read by the pool's connections
         self._loop = loop
         self._host = host
         self._port = port
@@ -97,17 +107,36 @@ class HostPool:
         conn = Connection(self, self._loop)
         self._open += 1
         try:
-            await self._loop.create_connection(
-                lambda: conn, self._host, self._port, ssl=self._ssl, server_hostname=self._server_hostname
-            )
+            if self.proxy is None:
+                await self._loop.create_connection(
+                    lambda: conn, self._host, self._port, ssl=self._ssl, server_hostname=self._server_hostname
+                )
+            elif self._ssl is not None:
+                await self._connect_tunnelled(conn, self.proxy)
+            else:
+                await self._loop.create_connection(lambda: conn, self.proxy.host, self.proxy.port)
         except BaseException as exc:
             if conn.transport is None:  # else connection_lost does the bookkeeping
                 self._open -= 1
                 self._wake_waiter(None)
             if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
-                raise UpstreamConnectError(f"cannot connect to {self.label}: {exc}") from exc
+                where = self.label if self.proxy is None else f"{self.label} via the proxy {self.proxy.label}"
+                raise UpstreamConnectError(f"cannot connect to {where}: {exc}") from exc
             raise
         return conn
+
+    async def _connect_tunnelled(self, conn: Connection, proxy: Proxy) -> None:
+        """TLS to the origin inside a CONNECT tunnel through `proxy`; `conn` gets the TLS transport."""
+        raw = await open_tunnel(self._loop, proxy, self._host, self._port)
+        try:
+            transport = await self._loop.start_tls(raw, conn, self._ssl, server_hostname=self._server_hostname)  # type: ignore[arg-type]
+        except BaseException:
+            raw.abort()
+            raise
+        if transport is None:  # the proxy hung up during the handshake
+            raw.abort()
+            raise ConnectionResetError("the tunnel closed during the TLS handshake")
+        conn.connection_made(transport)
 
     async def _wait_for_slot(self) -> Connection | None:
         """Wait until a connection may be opened (None) or an idle one is handed over."""
