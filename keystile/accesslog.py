@@ -18,7 +18,7 @@ import time
 
 import orjson
 
-from keystile.logs import ACCESS_LOGGER
+from keystile.logs import ACCESS_LOGGER, redact
 
 log = logging.getLogger(ACCESS_LOGGER)
 FLUSH_SECONDS = 0.25
@@ -27,7 +27,14 @@ _MAX_PENDING = 10_000  # lines kept if the writer falls behind; past that, count
 
 
 def _cap(text: str | None) -> str | None:
-    return text if text is None or len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
+    """Client-chosen text, cut to 200 characters, with anything shaped like a key masked."""
+    if text is None:
+        return None
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT] + "…"
+    if "sk-" in text or "earer" in text:
+        text = redact(text)
+    return text
 
 
 class AccessLog:

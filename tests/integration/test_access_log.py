@@ -123,3 +123,17 @@ def test_the_access_log_can_be_turned_off(upstream):
         request_id = response.headers["x-keystile-request-id"]
         time.sleep(0.6)  # two flush intervals: a line, if one were written, would be there by now
         assert request_id not in gw.log()
+
+
+def test_a_key_put_in_a_model_name_is_masked_in_the_access_log(gateway):
+    key = gateway.create_key()
+    secret = "sk-ant-api03-pasted-by-mistake-0123456789abcdef"
+    response = httpx.post(
+        f"{gateway.url}/v1/messages",
+        json=anthropic_body(model=secret),
+        headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+    )
+    assert response.status_code == 404
+    lines = _access_lines(gateway, lambda line: line["request_id"] == response.headers["x-keystile-request-id"])
+    assert lines and secret not in json.dumps(lines)
+    assert secret not in gateway.log()
