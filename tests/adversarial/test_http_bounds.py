@@ -249,12 +249,18 @@ def test_a_keep_alive_connection_may_wait_longer_than_the_header_deadline_betwee
     try:
         for _ in range(2):
             sock.sendall(b"GET /health/liveness HTTP/1.1\r\nhost: x\r\n\r\n")
-            head = b""
-            while b"\r\n\r\n" not in head:
+            data = b""
+            while b"\r\n\r\n" not in data:
                 chunk = sock.recv(4096)
                 assert chunk, "closed instead of answering"
-                head += chunk
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 "), head
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+            while len(body) < length:  # the whole answer, so the next read starts at the next one
+                chunk = sock.recv(4096)
+                assert chunk, "closed in the middle of an answer"
+                body += chunk
             time.sleep(HEADER_TIMEOUT + 1)  # idle on purpose: longer than the header deadline
     finally:
         sock.close()
