@@ -29,7 +29,7 @@ from keystile.limits.ratelimit import LocalCounters
 from keystile.logs import setup_logging
 from keystile.metrics import Metrics
 from keystile.providers.anthropic import AnthropicProvider
-from keystile.providers.base import Operation, Provider, upstream_client
+from keystile.providers.base import Provider, upstream_client
 from keystile.providers.mock import MockProvider
 from keystile.providers.openai import AzureOpenAIProvider, OpenAIProvider
 from keystile.limits.reservation import Reserver

@@ -57,6 +57,7 @@ from keystile.translate.invalid_request import (
     optional_positive_int,
     optional_str,
 )
+from keystile.translate.hub_request import hub_output_config, hub_tool_choice, hub_tools
 from keystile.translate.media import anthropic_source_to_url, data_url
 from keystile.translate.reasoning_effort import effort_for_budget, openai_effort_for_anthropic_effort
 from keystile.translate.tool_arguments import dump_arguments
@@ -67,6 +68,7 @@ _REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 # OpenAI's ``user`` / ``safety_identifier`` take at most 64 characters; Claude Code's user_id is a
 # JSON document of ~150, so a longer one is sent as a stable hash of itself.
 _MAX_USER = 64
+_OPENAI_TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
 
 # Fields this module reads; anything else in the body is dropped with a debug log.
 _HANDLED = frozenset(
@@ -357,25 +359,14 @@ def _convert_assistant(content: object, where: str) -> dict:
 
 
 def _convert_tools(tools: object, out: dict) -> set[str]:
-    if tools is None:
-        return set()
     converted = []
-    for i, tool in enumerate(expect_list(tools, "tools")):
-        at = f"tools[{i}]"
-        tool = expect_dict(tool, at)
-        kind = tool.get("type")
-        if kind not in (None, "custom"):
-            log.debug("anthropic→openai request: dropping server tool %r (%s): OpenAI has no equivalent", tool.get("name"), kind)
-            continue
-        function: dict = {"name": expect_str(tool.get("name"), f"{at}.name")}
-        description = optional_str(tool.get("description"), f"{at}.description")
-        if description:
-            function["description"] = description
-        schema = tool.get("input_schema")
-        function["parameters"] = {"type": "object", "properties": {}} if schema is None else expect_dict(schema, f"{at}.input_schema")
-        strict = tool.get("strict")
-        if isinstance(strict, bool):
-            function["strict"] = strict
+    for tool in hub_tools(tools, "openai"):
+        function: dict = {"name": tool.name}
+        if tool.description:
+            function["description"] = tool.description
+        function["parameters"] = tool.schema
+        if tool.strict is not None:
+            function["strict"] = tool.strict
         converted.append({"type": "function", "function": function})
     if converted:
         out["tools"] = converted
@@ -383,47 +374,23 @@ def _convert_tools(tools: object, out: dict) -> set[str]:
 
 
 def _convert_tool_choice(choice: object, tool_names: set[str], out: dict) -> None:
-    if choice is None:
-        return
-    choice = expect_dict(choice, "tool_choice")
-    if not tool_names:
+    chosen = hub_tool_choice(choice, tool_names, "openai")
+    if chosen is None or not tool_names:
         return  # OpenAI rejects tool_choice and parallel_tool_calls without tools
-    kind = choice.get("type")
-    if kind == "auto":
-        out["tool_choice"] = "auto"
-    elif kind == "any":
-        out["tool_choice"] = "required"
-    elif kind == "none":
-        out["tool_choice"] = "none"
-    elif kind == "tool":
-        name = expect_str(choice.get("name"), "tool_choice.name")
-        if name in tool_names:
-            out["tool_choice"] = {"type": "function", "function": {"name": name}}
-        else:
-            log.debug("anthropic→openai request: tool_choice names %r, which was not carried over; dropping it", name)
+    if chosen.kind == "tool":
+        out["tool_choice"] = {"type": "function", "function": {"name": chosen.name}}
     else:
-        raise invalid(f"tool_choice.type: unsupported value {kind!r}"[:200], "tool_choice.type")
-    if optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use"):
+        out["tool_choice"] = _OPENAI_TOOL_CHOICE[chosen.kind]
+    if not chosen.parallel:
         out["parallel_tool_calls"] = False
 
 
 def _convert_reasoning(thinking: object, output_config: object, out: dict, *, reasoning_model: bool) -> None:
-    effort = None
+    requested, schema = hub_output_config(output_config)
+    effort = openai_effort_for_anthropic_effort(requested) if requested is not None else None
     enabled = False
-    if output_config is not None:
-        output_config = expect_dict(output_config, "output_config")
-        requested = optional_str(output_config.get("effort"), "output_config.effort")
-        if requested is not None:
-            effort = openai_effort_for_anthropic_effort(requested)
-            if effort is None:
-                raise invalid(f"output_config.effort: unsupported value {requested!r}"[:200], "output_config.effort")
-        fmt = output_config.get("format")
-        if fmt is not None:
-            fmt = expect_dict(fmt, "output_config.format")
-            if fmt.get("type") != "json_schema":
-                raise invalid("output_config.format.type: expected 'json_schema'", "output_config.format.type")
-            schema = expect_dict(fmt.get("schema"), "output_config.format.schema")
-            out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
+    if schema is not None:
+        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}}
     if thinking is not None:
         thinking = expect_dict(thinking, "thinking")
         enabled = thinking.get("type") == "enabled"

@@ -46,6 +46,7 @@ import logging
 import mimetypes
 
 from keystile.translate.gemini.signatures import GEMINI_NEXT_SIGNATURE, GEMINI_SIGNATURE, SKIP_SIGNATURE_VALIDATOR
+from keystile.translate.hub_request import hub_output_config, hub_tool_choice, hub_tools
 from keystile.translate.invalid_request import (
     expect_dict,
     expect_list,
@@ -348,22 +349,12 @@ def _sign_active_loop(contents: list[dict]) -> None:
 
 
 def _gemini_tools(tools: object, out: dict) -> set[str]:
-    if tools is None:
-        return set()
     declarations = []
-    for i, tool in enumerate(expect_list(tools, "tools")):
-        at = f"tools[{i}]"
-        tool = expect_dict(tool, at)
-        kind = tool.get("type")
-        if kind not in (None, "custom"):
-            log.debug("anthropic→gemini request: dropping server tool %r (%s): Gemini has no equivalent", tool.get("name"), kind)
-            continue
-        declaration: dict = {"name": expect_str(tool.get("name"), f"{at}.name")}
-        description = optional_str(tool.get("description"), f"{at}.description")
-        if description:
-            declaration["description"] = description
-        schema = tool.get("input_schema")
-        declaration["parametersJsonSchema"] = {"type": "object", "properties": {}} if schema is None else expect_dict(schema, f"{at}.input_schema")
+    for tool in hub_tools(tools, "gemini"):
+        declaration: dict = {"name": tool.name}
+        if tool.description:
+            declaration["description"] = tool.description
+        declaration["parametersJsonSchema"] = tool.schema
         declarations.append(declaration)
     if declarations:
         out["tools"] = [{"functionDeclarations": declarations}]
@@ -371,45 +362,22 @@ def _gemini_tools(tools: object, out: dict) -> set[str]:
 
 
 def _gemini_tool_choice(choice: object, tool_names: set[str], out: dict) -> None:
-    if choice is None:
+    chosen = hub_tool_choice(choice, tool_names, "gemini")
+    if chosen is None or not tool_names:  # Gemini rejects a function-calling config without functions
         return
-    choice = expect_dict(choice, "tool_choice")
-    kind = choice.get("type")
-    optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use")
-    if kind == "auto":
-        config: dict = {"mode": "AUTO"}
-    elif kind == "any":
-        config = {"mode": "ANY"}
-    elif kind == "none":
-        config = {"mode": "NONE"}
-    elif kind == "tool":
-        name = expect_str(choice.get("name"), "tool_choice.name")
-        config = {"mode": "ANY", "allowedFunctionNames": [name]}
-        if name not in tool_names:
-            log.debug("anthropic→gemini request: tool_choice names %r, which was not carried over; dropping it", name)
-            return
+    if chosen.kind == "tool":
+        config: dict = {"mode": "ANY", "allowedFunctionNames": [chosen.name]}
     else:
-        raise invalid(f"tool_choice.type: unsupported value {kind!r}"[:200], "tool_choice.type")
-    if tool_names:  # Gemini rejects a function-calling config without functions
-        out["toolConfig"] = {"functionCallingConfig": config}
+        config = {"mode": {"auto": "AUTO", "any": "ANY", "none": "NONE"}[chosen.kind]}
+    out["toolConfig"] = {"functionCallingConfig": config}
 
 
 def _gemini_output_config(thinking: object, output_config: object, generation: dict) -> None:
-    effort_budget = None
-    if output_config is not None:
-        output_config = expect_dict(output_config, "output_config")
-        effort = optional_str(output_config.get("effort"), "output_config.effort")
-        if effort is not None:
-            effort_budget = budget_for_effort(effort)
-            if effort_budget is None:
-                raise invalid(f"output_config.effort: unsupported value {effort!r}"[:200], "output_config.effort")
-        fmt = output_config.get("format")
-        if fmt is not None:
-            fmt = expect_dict(fmt, "output_config.format")
-            if fmt.get("type") != "json_schema":
-                raise invalid("output_config.format.type: expected 'json_schema'", "output_config.format.type")
-            generation["responseMimeType"] = "application/json"
-            generation["responseJsonSchema"] = expect_dict(fmt.get("schema"), "output_config.format.schema")
+    effort, schema = hub_output_config(output_config)
+    effort_budget = budget_for_effort(effort) if effort is not None else None
+    if schema is not None:
+        generation["responseMimeType"] = "application/json"
+        generation["responseJsonSchema"] = schema
     if thinking is None:
         return
     thinking = expect_dict(thinking, "thinking")

@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import logging
 
+from keystile.translate.hub_request import hub_output_config, hub_tool_choice, hub_tools
 from keystile.translate.invalid_request import (
     expect_dict,
     expect_list,
@@ -700,23 +701,13 @@ def _function_call_output(block: dict, at: str) -> dict:
 
 
 def _function_tools(tools: object, out: dict) -> set[str]:
-    if tools is None:
-        return set()
     converted = []
-    for i, tool in enumerate(expect_list(tools, "tools")):
-        at = f"tools[{i}]"
-        tool = expect_dict(tool, at)
-        kind = tool.get("type")
-        if kind not in (None, "custom"):
-            log.debug("anthropic→responses request: dropping server tool %r (%s): OpenAI has no equivalent", tool.get("name"), kind)
-            continue
-        function: dict = {"type": "function", "name": expect_str(tool.get("name"), f"{at}.name")}
-        description = optional_str(tool.get("description"), f"{at}.description")
-        if description:
-            function["description"] = description
-        schema = tool.get("input_schema")
-        function["parameters"] = {"type": "object", "properties": {}} if schema is None else expect_dict(schema, f"{at}.input_schema")
-        function["strict"] = tool.get("strict") is True
+    for tool in hub_tools(tools, "responses"):
+        function: dict = {"type": "function", "name": tool.name}
+        if tool.description:
+            function["description"] = tool.description
+        function["parameters"] = tool.schema
+        function["strict"] = tool.strict is True
         converted.append(function)
     if converted:
         out["tools"] = converted
@@ -724,47 +715,23 @@ def _function_tools(tools: object, out: dict) -> set[str]:
 
 
 def _function_tool_choice(choice: object, tool_names: set[str], out: dict) -> None:
-    if choice is None:
+    chosen = hub_tool_choice(choice, tool_names, "responses")
+    if chosen is None or not tool_names:
         return
-    choice = expect_dict(choice, "tool_choice")
-    if not tool_names:
-        return
-    kind = choice.get("type")
-    if kind == "auto":
-        out["tool_choice"] = "auto"
-    elif kind == "any":
-        out["tool_choice"] = "required"
-    elif kind == "none":
-        out["tool_choice"] = "none"
-    elif kind == "tool":
-        name = expect_str(choice.get("name"), "tool_choice.name")
-        if name in tool_names:
-            out["tool_choice"] = {"type": "function", "name": name}
-        else:
-            log.debug("anthropic→responses request: tool_choice names %r, which was not carried over; dropping it", name)
+    if chosen.kind == "tool":
+        out["tool_choice"] = {"type": "function", "name": chosen.name}
     else:
-        raise invalid(f"tool_choice.type: unsupported value {kind!r}"[:200], "tool_choice.type")
-    if optional_bool(choice.get("disable_parallel_tool_use"), "tool_choice.disable_parallel_tool_use"):
+        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[chosen.kind]
+    if not chosen.parallel:
         out["parallel_tool_calls"] = False
 
 
 def _reasoning(thinking: object, output_config: object, out: dict) -> None:
-    effort = None
+    requested, schema = hub_output_config(output_config)
+    effort = openai_effort_for_anthropic_effort(requested) if requested is not None else None
     wanted = False
-    if output_config is not None:
-        output_config = expect_dict(output_config, "output_config")
-        requested = optional_str(output_config.get("effort"), "output_config.effort")
-        if requested is not None:
-            effort = openai_effort_for_anthropic_effort(requested)
-            if effort is None:
-                raise invalid(f"output_config.effort: unsupported value {requested!r}"[:200], "output_config.effort")
-        fmt = output_config.get("format")
-        if fmt is not None:
-            fmt = expect_dict(fmt, "output_config.format")
-            if fmt.get("type") != "json_schema":
-                raise invalid("output_config.format.type: expected 'json_schema'", "output_config.format.type")
-            schema = expect_dict(fmt.get("schema"), "output_config.format.schema")
-            out["text"] = {"format": {"type": "json_schema", "name": "response", "schema": schema}}
+    if schema is not None:
+        out["text"] = {"format": {"type": "json_schema", "name": "response", "schema": schema}}
     if thinking is not None:
         thinking = expect_dict(thinking, "thinking")
         kind = thinking.get("type")
