@@ -56,6 +56,50 @@ class StreamDecoder(Protocol):
         ...
 
 
+class EventTranslator(Protocol):
+    """What the ``translate`` stream decoders that take (event name, data) look like."""
+
+    usage: Usage
+    finished: bool
+    complete: bool
+    failed: bool
+
+    def feed(self, event: str | None, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class EventDecoder:
+    """A ``StreamDecoder`` around a ``translate`` decoder fed with each event's name and data."""
+
+    __slots__ = ("translator",)
+
+    def __init__(self, translator: EventTranslator) -> None:
+        self.translator = translator
+
+    @property
+    def usage(self) -> Usage:
+        return self.translator.usage
+
+    @property
+    def finished(self) -> bool:
+        return self.translator.finished
+
+    @property
+    def complete(self) -> bool:
+        return self.translator.complete
+
+    @property
+    def failed(self) -> bool:
+        return self.translator.failed
+
+    def feed(self, event: SSEEvent) -> bytes:
+        return self.translator.feed(event.event, event.data) if event.data else b""
+
+    def finish(self) -> bytes:
+        return self.translator.finish()
+
+
 class StreamEncoder(Protocol):
     """Anthropic SSE events → a client format's stream."""
 

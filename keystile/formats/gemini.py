@@ -16,7 +16,7 @@ from keystile.accounting.meters import GeminiStreamMeter, is_gemini_content_chun
 from keystile.accounting.usage import Usage, usage_from_gemini
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
-from keystile.formats.base import ClientRequest
+from keystile.formats.base import ClientRequest, EventDecoder
 from keystile.formats.checks import looks_like_json_object, require_list
 from keystile.providers.base import Operation
 from keystile.sse import SSEEvent
@@ -90,35 +90,13 @@ def count_to_hub(obj: dict) -> int:
     return value
 
 
-class GeminiDecoder:
+class GeminiDecoder(EventDecoder):
     """A Gemini upstream's chunks → hub events; the message closes at the ``finishReason`` chunk."""
 
-    __slots__ = ("translator",)
+    __slots__ = ()
 
     def __init__(self, model: str) -> None:
-        self.translator = GeminiStreamToMessages(model)
-
-    @property
-    def usage(self) -> Usage:
-        return self.translator.usage
-
-    @property
-    def finished(self) -> bool:
-        return self.translator.finished
-
-    @property
-    def complete(self) -> bool:
-        return self.translator.complete
-
-    @property
-    def failed(self) -> bool:
-        return self.translator.failed
-
-    def feed(self, event: SSEEvent) -> bytes:
-        return self.translator.feed(event.event, event.data) if event.data else b""
-
-    def finish(self) -> bytes:
-        return self.translator.finish()
+        super().__init__(GeminiStreamToMessages(model))
 
 
 class GeminiEncoder(MessagesStreamToGemini):

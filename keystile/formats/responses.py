@@ -18,7 +18,7 @@ from keystile.accounting.meters import ResponsesStreamMeter
 from keystile.accounting.usage import Usage, usage_from_responses
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, kind_for_status
-from keystile.formats.base import ClientRequest
+from keystile.formats.base import ClientRequest, EventDecoder
 from keystile.formats.checks import invalid, looks_like_json_object
 from keystile.providers.base import Operation
 from keystile.sse import SSEEvent, encode_event
@@ -92,35 +92,13 @@ def stream_error(status: int, message: str) -> bytes:
     return encode_event(orjson.dumps(error), "error") + encode_event(orjson.dumps(failed), "response.failed")
 
 
-class ResponsesDecoder:
+class ResponsesDecoder(EventDecoder):
     """A Responses upstream's events → hub events (``ResponsesStreamToMessages``)."""
 
-    __slots__ = ("translator",)
+    __slots__ = ()
 
     def __init__(self, model: str = "") -> None:
-        self.translator = ResponsesStreamToMessages()
-
-    @property
-    def usage(self) -> Usage:
-        return self.translator.usage
-
-    @property
-    def finished(self) -> bool:
-        return self.translator.finished
-
-    @property
-    def complete(self) -> bool:
-        return self.translator.complete
-
-    @property
-    def failed(self) -> bool:
-        return self.translator.failed
-
-    def feed(self, event: SSEEvent) -> bytes:
-        return self.translator.feed(event.event, event.data) if event.data else b""
-
-    def finish(self) -> bytes:
-        return self.translator.finish()
+        super().__init__(ResponsesStreamToMessages())
 
 
 class ResponsesEncoder(MessagesStreamToResponses):
