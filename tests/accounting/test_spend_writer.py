@@ -21,7 +21,7 @@ TEAM = ("team", "t")
 
 def row(request_id: str, ts: float, cost: float = 0.01) -> SpendLogRow:
     return SpendLogRow(
-        request_id=request_id, ts=ts, token_hash=KEY[1], key_alias=None, user_id=None, team_id="t", model="m",
+        request_id=request_id, ts=ts, key_id=KEY[1], key_alias=None, user_id=None, team_id="t", model="m",
         model_group="m", deployment="m#0", provider="mock", input_tokens=10, output_tokens=5, cache_read_tokens=0,
         cache_write_tokens=0, cost=cost, status=200, latency_ms=1.0, stream=False,
     )

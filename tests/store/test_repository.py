@@ -38,9 +38,9 @@ def run(database_url: str, body: Callable[[Store], Awaitable[Any]]) -> Any:
     return asyncio.run(main())
 
 
-def spend_row(request_id: str, token_hash: str, cost: float, ts: float | None = None, **extra: Any) -> SpendLogRow:
+def spend_row(request_id: str, key_id: str, cost: float, ts: float | None = None, **extra: Any) -> SpendLogRow:
     fields = dict(
-        request_id=request_id, ts=ts if ts is not None else time.time(), token_hash=token_hash, key_alias="alias",
+        request_id=request_id, ts=ts if ts is not None else time.time(), key_id=key_id, key_alias="alias",
         user_id="u1", team_id=None, model="claude-test", model_group="claude-test", deployment="claude-test#0",
         provider="anthropic", input_tokens=10, output_tokens=20, cache_read_tokens=3, cache_write_tokens=0,
         cost=cost, status=200, latency_ms=12.5, stream=True, attempts=2,
@@ -99,16 +99,25 @@ def test_keys_round_trip_with_every_field_type(database_url):
     run(database_url, body)
 
 
-def test_rekey_moves_the_record_and_its_spend_logs(database_url):
+def test_rekey_gives_a_new_secret_and_keeps_the_key_id_its_spend_and_logs(database_url):
     async def body(store: Store) -> None:
         await store.insert_key(KeyRecord(token_hash="old", key_name="a", max_budget=3.0))
+        assert (await store.get_key("old")).key_id == "old"  # a key's id is the hash of its first secret
         await store.apply_spend(SpendBatch({("key", "old"): 1.0}, {}, [spend_row("r1", "old", 1.0)]))
-        moved = await store.rekey("old", "new", "b", {"max_budget": 4.0})
+        moved = await store.rekey("old", "new", "b", {"max_budget": 4.0, "key_id": "hijack"})
         assert moved is not None and moved.token_hash == "new" and moved.key_name == "b" and moved.max_budget == 4.0
-        assert moved.spend == 1.0
+        assert moved.key_id == "old" and moved.spend == 1.0
         assert await store.get_key("old") is None
-        assert [r.token_hash for r in await store.spend_logs(token_hash="new")] == ["new"]
+        # spend charged under the id after the new secret was set (a request in flight) lands on the key
+        await store.apply_spend(SpendBatch({("key", "old"): 0.5}, {}, [spend_row("r2", "old", 0.5)]))
+        assert (await store.get_key("new")).spend == 1.5
+        assert sorted(r.request_id for r in await store.spend_logs(key_id="old")) == ["r1", "r2"]
+        assert (await store.get_key_by_id("old")).token_hash == "new"
         assert await store.rekey("missing", "x", "y", {}) is None
+        # a new key whose secret hashes to a regenerated key's id gets an id of its own
+        await store.insert_key(KeyRecord(token_hash="old", key_name="c"))
+        again = await store.get_key("old")
+        assert again.key_id not in ("old", "") and len(again.key_id) == 64
 
     run(database_url, body)
 
@@ -149,7 +158,7 @@ def test_apply_spend_returns_totals_and_resets_a_period_once(database_url):
         assert totals == {("key", "k"): (0.25, 100.0), ("user", "u1"): (0.5, None)}
         # the same rows again (a retried batch) are not logged twice
         await store.apply_spend(SpendBatch({}, {}, [spend_row("r1", "k", 0.25)]))
-        assert len(await store.spend_logs(token_hash="k")) == 2
+        assert len(await store.spend_logs(key_id="k")) == 2
         # closing the period: spend restarts; a second process closing the same period does nothing
         totals = await store.apply_spend(SpendBatch({("key", "k"): 0.1}, {("key", "k"): (100.0, 86500.0)}, []))
         assert totals[("key", "k")] == (pytest.approx(0.1), 86500.0)
@@ -170,7 +179,7 @@ def test_spend_logs_filters_report_and_prune(database_url):
             spend_row("c", "k2", 0.5, ts=now - 1000, user_id="u2", team_id="t1", stream=False),
         ]
         await store.apply_spend(SpendBatch({}, {}, rows))
-        got = await store.spend_logs(token_hash="k1")
+        got = await store.spend_logs(key_id="k1")
         assert [r.request_id for r in got] == ["b", "a"]
         assert got[0] == rows[1] and got[0].stream is True
         assert [r.request_id for r in await store.spend_logs(model="gpt-test")] == ["b"]
