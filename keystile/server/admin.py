@@ -226,8 +226,13 @@ _USER_READERS = {
 _TEAM_READERS = {**_LIMIT_READERS, "team_alias": Body.string, "blocked": Body.boolean, "spend": Body.number}
 
 
+_NOT_NULL = frozenset({"models", "metadata", "model_rpm_limit", "model_tpm_limit", "blocked", "spend"})
+"""Fields a record always has: ``null`` for one of them means "not given" (LiteLLM's reading too)."""
+
+
 def _read_fields(body: Body, readers: dict[str, Callable[[Body, str], Any]]) -> dict[str, Any]:
-    return {name: reader(body, name) for name, reader in readers.items() if body.has(name)}
+    fields = {name: reader(body, name) for name, reader in readers.items() if body.has(name)}
+    return {name: value for name, value in fields.items() if value is not None or name not in _NOT_NULL}
 
 
 def new_key_fields(data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
