@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from keystile.testing.upstream import MockUpstreamThread
-from tests.integration.conftest import _clean_upstream, gateway, key, upstream  # noqa: F401  (the same real mock upstream)
+from tests.integration.conftest import _clean_upstream, gateway, upstream  # noqa: F401  (fixtures: the real mock upstream, a gateway)
 from tests.integration.harness import GatewayProcess, anthropic_body, standard_config
 from tests.services import create_database, drop_database
 
