@@ -79,9 +79,11 @@ def custom_key_problem(raw: str, master_key_hash: str | None) -> str | None:
 class Identity:
     """Who is calling, once authenticated."""
 
-    key_id: str
+    token_hash: str
     """What budgets, rate limits, spend and log rows are kept under: a virtual key's stable
-    ``KeyRecord.key_id`` (unchanged when it is regenerated), or the master key's hash."""
+    ``KeyRecord.key_id`` (unchanged when it is regenerated), or the master key's hash. Named
+    for what it was before keys had a stable id — the two are equal until a key is regenerated;
+    read it as ``key_id``."""
     source: str
     """The header the gateway key came from."""
     is_master: bool = False
@@ -91,6 +93,10 @@ class Identity:
     memo: dict = field(default_factory=dict)
     """Per-model admission facts derived from these records; shared by every request with the
     same cache entry, so they are worked out once and dropped when the entry is."""
+
+    @property
+    def key_id(self) -> str:
+        return self.token_hash
 
     @property
     def alias(self) -> str | None:
@@ -246,7 +252,7 @@ class Authenticator:
 
     def _master_identity(self, token_hash: str, source: str) -> Identity:
         identity = self._master.get(source)
-        if identity is None or identity.key_id != token_hash:
+        if identity is None or identity.token_hash != token_hash:
             identity = self._master[source] = Identity(token_hash, source, is_master=True)
         return identity
 

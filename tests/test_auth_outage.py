@@ -82,7 +82,7 @@ def test_unknown_keys_are_503_and_a_cached_key_in_a_later_header_still_authentic
         assert refused.value.kind is ErrorKind.UNAVAILABLE
         both = resolve_credentials([(b"authorization", f"Bearer {OTHER}".encode()), (b"x-api-key", GOOD.encode())])
         identity = await auth.authenticate(both)
-        assert identity.key_id == hash_key(GOOD)
+        assert identity.token_hash == hash_key(GOOD)
 
     asyncio.run(main())
 

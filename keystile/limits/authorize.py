@@ -44,7 +44,7 @@ class Grant:
 def entities_of(identity: Identity) -> tuple[Entity, ...]:
     out: list[Entity] = []
     if identity.key is not None:
-        out.append(("key", identity.key_id))
+        out.append(("key", identity.token_hash))
     if identity.user is not None:
         out.append(("user", identity.user.user_id))
     if identity.team is not None:
@@ -222,12 +222,12 @@ def rate_checks(identity: Identity, model: str) -> list[RateCheck]:
     if key is not None:
         if key.rpm_limit or key.tpm_limit or key.max_parallel_requests:
             checks.append(
-                RateCheck(f"key:{identity.key_id}", "key", key.rpm_limit, key.tpm_limit, key.max_parallel_requests)
+                RateCheck(f"key:{identity.token_hash}", "key", key.rpm_limit, key.tpm_limit, key.max_parallel_requests)
             )
         model_rpm = key.model_rpm_limit.get(model) if key.model_rpm_limit else None
         model_tpm = key.model_tpm_limit.get(model) if key.model_tpm_limit else None
         if model_rpm or model_tpm:
-            checks.append(RateCheck(f"key:{identity.key_id}:model:{model}", f"key's {model!r}", model_rpm, model_tpm))
+            checks.append(RateCheck(f"key:{identity.token_hash}:model:{model}", f"key's {model!r}", model_rpm, model_tpm))
     for kind, record in (("user", identity.user), ("team", identity.team)):
         if record is not None and (record.rpm_limit or record.tpm_limit or record.max_parallel_requests):
             ident = record.user_id if kind == "user" else record.team_id  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keystile.server.admin import routes
-from tests.adversarial.conftest import gateway_on
+from tests.adversarial.stores import gateway_on
 from tests.integration.harness import GatewayProcess
 from tests.services import create_database, drop_database
 

@@ -14,7 +14,7 @@ import time
 
 import httpx
 
-from tests.adversarial.conftest import ANTHROPIC_VERSION, gateway_on, spend_logs
+from tests.adversarial.stores import ANTHROPIC_VERSION, gateway_on, spend_logs, store_url  # noqa: F401  (fixture)
 from tests.integration.harness import anthropic_body
 
 BURST = 10  # refusal rows a key writes before sampling starts (documented)

@@ -13,7 +13,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.adversarial.conftest import ANTHROPIC_VERSION, gateway_on, key_info, spend_logs, usage_cost
+from tests.adversarial.stores import ANTHROPIC_VERSION, gateway_on, key_info, spend_logs, store_url, usage_cost  # noqa: F401
 
 STREAMS = 5
 

@@ -17,13 +17,14 @@ from typing import Callable
 import anthropic
 import pytest
 
-from tests.adversarial.conftest import (
+from tests.adversarial.stores import (
     LIAR_MODEL,
     anthropic_reply,
     gateway_on,
     key_info,
     post_messages,
     spend_logs,
+    store_url,  # noqa: F401  (fixture)
     usage_cost,
 )
 from tests.integration.harness import GatewayProcess, anthropic_body

@@ -20,7 +20,7 @@ T0 = 1_800_000_000.0
 def identity(key: dict | None = None, user: dict | None = None, team: dict | None = None) -> Identity:
     record = KeyRecord(token_hash="h" * 64, user_id="u" if user is not None else None, team_id="t" if team is not None else None, **(key or {}))
     return Identity(
-        key_id=record.token_hash,
+        token_hash=record.token_hash,
         source="x-api-key",
         key=record,
         user=UserRecord(user_id="u", **user) if user is not None else None,
