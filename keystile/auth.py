@@ -22,7 +22,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from keystile.credentials import QUERY_KEY_SOURCE, Candidate, Credentials, UpstreamCredentialKind, mask
+from keystile.credentials import (
+    QUERY_KEY_SOURCE,
+    Candidate,
+    Credentials,
+    UpstreamCredentialKind,
+    mask,
+    upstream_credential_kind,
+)
 from keystile.errors import ErrorKind, GatewayError
 from keystile.store.database import DatabaseUnavailable
 from keystile.store.health import StoreHealth
@@ -44,11 +51,39 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(24)
 
 
+CUSTOM_KEY_MIN_CHARS = 16
+CUSTOM_KEY_MAX_CHARS = 256
+
+
+def custom_key_problem(raw: str, master_key_hash: str | None) -> str | None:
+    """Why ``raw`` cannot be a key chosen by an admin (``/key/generate`` ``key``, ``/key/regenerate``
+    ``new_key``), or None when it can.
+
+    A key must be something a client can send and keystile will accept: printable ASCII
+    without whitespace (HTTP header values; a non-ASCII key never authenticates), long enough
+    not to be guessed, and never the master key or a provider's credential (both of which
+    would be taken as something else).
+    """
+    if not CUSTOM_KEY_MIN_CHARS <= len(raw) <= CUSTOM_KEY_MAX_CHARS:
+        return f"a custom key needs {CUSTOM_KEY_MIN_CHARS} to {CUSTOM_KEY_MAX_CHARS} characters, this one has {len(raw)}"
+    if not all("!" <= c <= "~" for c in raw):
+        return "a custom key may hold only printable ASCII characters, without spaces"
+    if upstream_credential_kind(raw) is not None:
+        return "this looks like an Anthropic credential and would never be accepted as a gateway key"
+    if master_key_hash is not None and hmac.compare_digest(hash_key(raw), master_key_hash):
+        return "a key cannot be the master key"
+    return None
+
+
 @dataclass(slots=True)
 class Identity:
     """Who is calling, once authenticated."""
 
     token_hash: str
+    """What budgets, rate limits, spend and log rows are kept under: a virtual key's stable
+    ``KeyRecord.key_id`` (unchanged when it is regenerated), or the master key's hash. Named
+    for what it was before keys had a stable id — the two are equal until a key is regenerated;
+    read it as ``key_id``."""
     source: str
     """The header the gateway key came from."""
     is_master: bool = False
@@ -58,6 +93,10 @@ class Identity:
     memo: dict = field(default_factory=dict)
     """Per-model admission facts derived from these records; shared by every request with the
     same cache entry, so they are worked out once and dropped when the entry is."""
+
+    @property
+    def key_id(self) -> str:
+        return self.token_hash
 
     @property
     def alias(self) -> str | None:
@@ -77,8 +116,9 @@ class CachedKey:
     def identity(self, token_hash: str, source: str) -> Identity:
         identity = self.identities.get(source)
         if identity is None:
+            key_id = self.key.id if self.key is not None else token_hash
             identity = self.identities[source] = Identity(
-                token_hash, source, key=self.key, user=self.user, team=self.team, memo=self.memo
+                key_id, source, key=self.key, user=self.user, team=self.team, memo=self.memo
             )
         return identity
 

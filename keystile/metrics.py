@@ -49,6 +49,12 @@ class Metrics:
         self.spend_rows_dropped_total = Counter(
             "keystile_spend_rows_dropped", "Spend-log rows dropped because the buffer was full", registry=r
         )
+        self.spend_quarantined_total = Counter(
+            "keystile_spend_quarantined",
+            "Spend-log rows (kind=row) or spend increments (kind=spend) the database refused for a reason other than an outage: logged and dropped, never retried",
+            ["kind"],
+            registry=r,
+        )
         self.degraded = Gauge(
             "keystile_degraded", "1 while a backing service is unreachable", ["service"], registry=r, multiprocess_mode="max"
         )
@@ -116,6 +122,9 @@ class Metrics:
 
     def spend_rows_dropped(self, count: int) -> None:
         self.spend_rows_dropped_total.inc(count)
+
+    def spend_quarantined(self, kind: str) -> None:
+        self.spend_quarantined_total.labels(kind).inc()
 
     def set_degraded(self, service: str, degraded: bool) -> None:
         self.degraded.labels(service).set(1 if degraded else 0)

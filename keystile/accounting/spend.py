@@ -4,7 +4,8 @@
 cost to the budgets in the ``Ledger`` and tokens to the rate-limit windows, and queues a
 spend-log row. ``SpendWriter`` drains both to the store about once a second and once more
 on shutdown, so a clean stop loses nothing and a crash at most one interval. When the
-store is unreachable the batch is kept (bounded) and retried.
+store is unreachable the batch is kept (bounded) and retried; when the store refuses a batch
+for any other reason, it is written in parts so that one bad row cannot hold back the rest.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import time
 from typing import Callable
 
 from keystile.accounting.pricing import Price, cost_of, load_price_table, price_for
+from keystile.accounting.refusals import RefusalSampler
 from keystile.accounting.usage import Usage
 from keystile.auth import Identity
 from keystile.config.model import Deployment, SpendSettings
 from keystile.limits.authorize import Authorizer, Grant
 from keystile.limits.budgets import Entity, Ledger
 from keystile.metrics import Metrics
+from keystile.store.columns import NAME_CHARS
 from keystile.store.database import DatabaseUnavailable
 from keystile.store.health import StoreHealth
 from keystile.store.repository import SpendBatch, Store
@@ -140,11 +143,14 @@ class Accountant:
         """Log a request refused after authentication (rate limit, budget, model, malformed body).
 
         Nothing is charged; the row (cost 0, no deployment, 0 attempts) lets a platform team see
-        who was turned away and why. The metric is labelled by the served group only: model
-        names the gateway does not serve are client-chosen and would make labels unbounded.
+        who was turned away and why. Rows are sampled per key (``accounting.refusals``) so a key
+        cannot fill the database with refusals. The metric counts every refusal, labelled by the
+        served group only: model names the gateway does not serve are client-chosen and would
+        make labels unbounded.
         """
-        self.writer.add_row(
-            _log_row(identity, request_id, started, requested_model, group, None, _NO_USAGE, 0.0, status, latency, stream, 0)
+        self.writer.add_refusal(
+            identity.key_id,
+            _log_row(identity, request_id, started, requested_model, group, None, _NO_USAGE, 0.0, status, latency, stream, 0),
         )
         self.metrics.request_done(group or UNKNOWN_MODEL_LABEL, status, _NO_USAGE, 0.0)
 
@@ -170,12 +176,15 @@ def _log_row(
     response_content: str | None = None,
 ) -> SpendLogRow:
     """One spend-log row. Positional, in SpendLogRow's field order: a third of the cost of 21
-    keywords, on every request."""
+    keywords, on every request. The model name is the client's and may be megabytes long:
+    cut here, so the buffer never holds more than the column keeps."""
     key = identity.key
+    if len(requested_model) > NAME_CHARS:
+        requested_model = requested_model[:NAME_CHARS]
     return SpendLogRow(
         request_id,
         started,  # ts
-        identity.token_hash if key is not None else None,
+        identity.key_id if key is not None else None,
         identity.alias,
         key.user_id if key is not None else None,
         key.team_id if key is not None else None,
@@ -217,16 +226,25 @@ class SpendWriter:
         self.shared = shared
         """Other processes write spend too: refresh budgeted entities' totals on every flush."""
         self.rows: list[SpendLogRow] = []
+        self.refusals = RefusalSampler()
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._last_prune = 0.0
         self.failures = 0
+        self.quarantined = 0
+        """Rows and increments the store refused for good (logged, counted, dropped)."""
 
     def add_row(self, row: SpendLogRow) -> None:
         rows = self.rows
         rows.append(row)
         if len(rows) > MAX_BUFFERED_ROWS:
             self._trim()
+
+    def add_refusal(self, key_id: str, row: SpendLogRow) -> None:
+        """Queue a refusal's row, unless its key is being refused often: then it is counted into a later row."""
+        sampled = self.refusals.admit(key_id, row, time.monotonic())
+        if sampled is not None:
+            self.add_row(sampled)
 
     def _trim(self) -> None:
         """Bound the buffer (the store may be down for long): the oldest rows go first, counted."""
@@ -246,9 +264,14 @@ class SpendWriter:
             await self.flush()
             await self._maybe_prune()
 
-    async def flush(self) -> bool:
-        """Write what is pending; True when the store took it (or there was nothing)."""
+    async def flush(self, *, final: bool = False) -> bool:
+        """Write what is pending; True when the store took it (or there was nothing).
+
+        ``final`` (shutdown) also writes the rows that report refusals still held back.
+        """
         async with self._lock:
+            for row in self.refusals.due(time.monotonic(), everything=final):
+                self.add_row(row)
             increments, resets = self.ledger.take()
             rows, self.rows = self.rows, []
             if self.shared:
@@ -257,22 +280,82 @@ class SpendWriter:
             if not increments and not resets and not rows:
                 return True
             try:
-                totals = await self.store.apply_spend(SpendBatch(increments, resets, rows))
-            except Exception as exc:  # the database is down or busy: keep everything for the next try
-                self.ledger.restore(increments, resets)
-                self.rows[:0] = rows
+                try:
+                    totals = await self.store.apply_spend(SpendBatch(increments, resets, rows))
+                except Exception as exc:
+                    if is_outage(exc):
+                        raise _Unwritten(exc, increments, resets, rows) from exc
+                    log.warning("the database refused a spend batch (%s); writing it in parts", _describe(exc))
+                    totals = await self._write_in_parts(increments, resets, rows)
+            except _Unwritten as unwritten:  # the database is down or busy: keep what is unwritten for the next try
+                self.ledger.restore(unwritten.increments, unwritten.resets)
+                self.rows[:0] = unwritten.rows
                 self._trim()
                 self.failures += 1
-                if self.health is not None and isinstance(exc, DatabaseUnavailable):
-                    self.health.failed(exc)
+                if self.health is not None and isinstance(unwritten.cause, DatabaseUnavailable):
+                    self.health.failed(unwritten.cause)
                 self.metrics.spend_flush_failed(len(self.rows))
-                log.warning("spend write failed (%s); %d rows kept in memory for retry", exc, len(self.rows))
+                log.warning("spend write failed (%s); %d rows kept in memory for retry", unwritten.cause, len(self.rows))
                 return False
             self.ledger.settle(totals)
             self.metrics.spend_pending(len(self.rows))
             if self.health is not None:
                 self.health.ok()
             return True
+
+    async def _write_in_parts(
+        self, increments: dict[Entity, float], resets: dict, rows: list[SpendLogRow]
+    ) -> dict[Entity, tuple[float, float | None]]:
+        """A batch the database refused, not for an outage: spend first, then the rows in halves
+        down to single rows. What the database still refuses on its own is quarantined (logged
+        with its request id, counted, dropped), so it can never block the rest again. An outage
+        midway raises ``_Unwritten`` with exactly what was not written."""
+        totals: dict[Entity, tuple[float, float | None]] = {}
+        entities = list(dict.fromkeys([*resets, *increments]))
+        if entities:
+            try:
+                totals.update(await self.store.apply_spend(SpendBatch(increments, resets, [])))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise _Unwritten(exc, increments, resets, rows) from exc
+                for n, entity in enumerate(entities):
+                    one = SpendBatch(
+                        {entity: increments[entity]} if entity in increments else {},
+                        {entity: resets[entity]} if entity in resets else {},
+                        [],
+                    )
+                    try:
+                        totals.update(await self.store.apply_spend(one))
+                    except Exception as exc:
+                        if is_outage(exc):
+                            rest = entities[n:]
+                            raise _Unwritten(
+                                exc,
+                                {e: increments[e] for e in rest if e in increments},
+                                {e: resets[e] for e in rest if e in resets},
+                                rows,
+                            ) from exc
+                        self._quarantine("spend", f"{entity_label(entity)} +{increments.get(entity, 0.0)!r} USD", exc)
+        pending = [rows] if rows else []
+        while pending:
+            chunk = pending.pop()
+            try:
+                await self.store.apply_spend(SpendBatch({}, {}, chunk))
+            except Exception as exc:
+                if is_outage(exc):
+                    raise _Unwritten(exc, {}, {}, [row for part in (*pending, chunk) for row in part]) from exc
+                if len(chunk) == 1:
+                    row = chunk[0]
+                    self._quarantine("row", f"spend-log row of request {row.request_id} (key {row.key_id}, model {row.model[:40]!r})", exc)
+                else:
+                    half = len(chunk) // 2
+                    pending += [chunk[half:], chunk[:half]]  # the first half is written first
+        return totals
+
+    def _quarantine(self, kind: str, what: str, exc: BaseException) -> None:
+        self.quarantined += 1
+        self.metrics.spend_quarantined(kind)
+        log.error("quarantined %s: the database refused it (%s); it is dropped, not retried", what, _describe(exc))
 
     async def _maybe_prune(self) -> None:
         retention = self.settings.log_retention
@@ -297,10 +380,34 @@ class SpendWriter:
                 pass
             self._task = None
         for attempt in range(20):
-            if await self.flush():
+            if await self.flush(final=True):
                 return
             await asyncio.sleep(min(0.25 * (attempt + 1), 2.0))
         log.error("could not write %d spend rows before shutdown", len(self.rows))
+
+
+class _Unwritten(Exception):
+    """An outage stopped a flush; carries what it had not written yet, to be kept for the next one."""
+
+    def __init__(self, cause: BaseException, increments: dict, resets: dict, rows: list[SpendLogRow]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.increments = increments
+        self.resets = resets
+        self.rows = rows
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database could not be reached or was busy: worth retrying the same batch later.
+
+    Anything else (a value it refuses, a constraint, a bug) would fail again the same way.
+    """
+    return isinstance(exc, (DatabaseUnavailable, OSError, asyncio.TimeoutError))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def entity_label(entity: Entity) -> str:

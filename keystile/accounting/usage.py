@@ -31,8 +31,17 @@ class Usage:
         return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
+MAX_TOKENS = 10**15
+"""A count above this (a thousand trillion tokens) can only be an upstream's error. It is taken
+as this, so every total stays an exact integer wherever it goes: JSON (the access log, the
+client's answer), Redis counters, BIGINT columns (an upstream reporting 2^63 tokens used to
+make every later spend write fail)."""
+
+
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value if value <= MAX_TOKENS else MAX_TOKENS
+    return 0
 
 
 def usage_from_anthropic(usage: dict | None) -> Usage:

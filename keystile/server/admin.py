@@ -5,11 +5,17 @@ the operational endpoints (``/health*``, ``/metrics``). Every change that affect
 call takes effect on the next request: the local key cache is dropped at once and other
 processes notice the store's revision counter (or the Redis broadcast) within a second.
 Raw keys appear only in the response that creates or regenerates them.
+
+Every field has a type and a range (``Body``; the bounds are the constants below and the
+column caps of ``store.columns``); anything outside is a 400 naming the field, and a record is
+only stored once the answer describing it has been built, so no input can store something the
+API then fails to show.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import re
 import time
@@ -20,15 +26,16 @@ from urllib.parse import parse_qs
 import orjson
 
 from keystile.apiformat import ApiFormat
-from keystile.auth import KEY_PREFIX, generate_key, hash_key
-from keystile.credentials import mask, resolve_credentials, upstream_credential_kind
+from keystile.auth import custom_key_problem, generate_key, hash_key
+from keystile.credentials import mask, resolve_credentials
 from keystile.durations import parse_duration
 from keystile.errors import ErrorKind, GatewayError
 from keystile.limits.budgets import period_seconds
 from keystile.server.http import Receive, Scope, Send, read_body, send_bytes, send_error, send_json
+from keystile.store.columns import DURATION_CHARS, EMAIL_CHARS, MONEY_MAX, NAME_CHARS, storable
 from keystile.store.database import DatabaseUnavailable, IntegrityViolation
 from keystile.store.keys import build_key
-from keystile.store.records import KeyRecord, SpendLogRow, TeamRecord, UserRecord
+from keystile.store.records import TEAM_ROLES, KeyRecord, SpendLogRow, TeamMember, TeamRecord, UserRecord
 
 if TYPE_CHECKING:
     from keystile.server.app import Gateway
@@ -39,8 +46,30 @@ _ADMIN_BODY_LIMIT = 1 << 20
 FMT = ApiFormat.OPENAI  # LiteLLM's admin API answers errors in OpenAI's shape
 
 
+# The ranges every admin field is checked against (text caps: ``store.columns``).
+LIMIT_MAX = 10**15
+"""rpm / tpm / parallel limits: fits BIGINT and is exact in JSON's doubles."""
+DURATION_MIN = 0.001
+DURATION_MAX = 100 * 365 * 86400.0
+"""Key lifetimes and budget periods: 1 ms to 100 years."""
+LIST_MAX = 1000
+"""Entries in a list field (models, keys to delete, members) or an object of per-model limits."""
+METADATA_BYTES = 64 * 1024
+QUERY_VALUE_CHARS = 2048
+PAGE_MAX = 1_000_000
+TIME_MIN, TIME_MAX = -62135596800.0, 253402300799.0
+"""``start_date`` / ``end_date``: years 1 to 9999, what an ISO date can say."""
+QUOTE_CHARS = 200
+"""Client input quoted in an error message is cut to this."""
+
+
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    if ts is None:
+        return None
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):  # a value stored before fields had ranges
+        return "9999-12-31T23:59:59Z" if ts > 0 else "0001-01-01T00:00:00Z"
 
 
 def _bad(message: str, param: str | None = None) -> GatewayError:
@@ -51,8 +80,40 @@ def _not_found(message: str) -> GatewayError:
     return GatewayError(ErrorKind.NOT_FOUND, message)
 
 
+def _quote(value: object) -> str:
+    """``value`` for an error message: repr'd, at most ``QUOTE_CHARS`` characters of it."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_CHARS else text[: QUOTE_CHARS - 1] + "…"
+
+
+def checked_text(name: str, value: str, cap: int = NAME_CHARS) -> str:
+    """``value`` if it can be stored as it is: no NUL (or lone surrogate), at most ``cap`` characters."""
+    if len(value) > cap:
+        raise _bad(f"{name}: at most {cap} characters, got {len(value)}.", name)
+    if not storable(value):
+        raise _bad(f"{name}: must not contain NUL characters.", name)
+    return value
+
+
+def checked_duration(name: str, value: object) -> tuple[str, float]:
+    """(the duration as it will be stored, its seconds): 1 ms to 100 years, written so it reads back the same."""
+    if isinstance(value, str) and len(value) > DURATION_CHARS:
+        raise _bad(f"{name}: expected a duration like 30s, 1h or 7d, got {len(value)} characters.", name)
+    try:
+        seconds = parse_duration(value)
+    except (ValueError, OverflowError) as exc:
+        raise _bad(f"{name}: {str(exc)[:QUOTE_CHARS]}.", name) from None
+    if not DURATION_MIN <= seconds <= DURATION_MAX:
+        raise _bad(f"{name}: must be between 1ms and 100 years ({DURATION_MAX:.0f}s).", name)
+    if isinstance(value, str):
+        return value, seconds
+    # A number is seconds; stored in the text form budgets parse (1e16 used to become "1e+16").
+    text = f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    return text, parse_duration(text)
+
+
 class Body:
-    """Typed reads from an admin request's JSON object; a wrong type is a 400 naming the field."""
+    """Typed, range-checked reads from an admin request's JSON object; anything else is a 400 naming the field."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
@@ -60,26 +121,28 @@ class Body:
     def has(self, name: str) -> bool:
         return name in self.data
 
-    def string(self, name: str) -> str | None:
+    def string(self, name: str, cap: int = NAME_CHARS) -> str | None:
         value = self.data.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is None:
+            return None
+        if not isinstance(value, str):
             raise _bad(f"{name}: expected a string.", name)
-        return value
+        return checked_text(name, value, cap)
 
-    def integer(self, name: str, minimum: int = 0) -> int | None:
+    def integer(self, name: str, minimum: int = 0, maximum: int = LIMIT_MAX) -> int | None:
         value = self.data.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _bad(f"{name}: expected an integer of at least {minimum}.", name)
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            raise _bad(f"{name}: expected an integer from {minimum} to {maximum}.", name)
         return value
 
-    def number(self, name: str) -> float | None:
+    def number(self, name: str, maximum: float = MONEY_MAX) -> float | None:
         value = self.data.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-            raise _bad(f"{name}: expected a non-negative number.", name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= maximum:
+            raise _bad(f"{name}: expected a number from 0 to {maximum:g}.", name)
         return float(value)
 
     def boolean(self, name: str) -> bool | None:
@@ -88,37 +151,49 @@ class Body:
             raise _bad(f"{name}: expected true or false.", name)
         return value
 
-    def strings(self, name: str) -> list[str] | None:
+    def strings(self, name: str, cap: int = NAME_CHARS) -> list[str] | None:
         value = self.data.get(name)
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _bad(f"{name}: expected a list of strings.", name)
+        if len(value) > LIST_MAX:
+            raise _bad(f"{name}: at most {LIST_MAX} entries, got {len(value)}.", name)
+        for item in value:
+            checked_text(name, item, cap)
         return value
 
     def mapping(self, name: str) -> dict | None:
         value = self.data.get(name)
-        if value is not None and not isinstance(value, dict):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
             raise _bad(f"{name}: expected an object.", name)
+        try:
+            size = len(orjson.dumps(value))
+        except orjson.JSONEncodeError:
+            raise _bad(f"{name}: nested too deeply to store.", name) from None
+        if size > METADATA_BYTES:
+            raise _bad(f"{name}: at most {METADATA_BYTES} bytes of JSON, got {size}.", name)
         return value
 
     def int_mapping(self, name: str) -> dict[str, int] | None:
         value = self.mapping(name)
-        if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value.values()):
-            raise _bad(f"{name}: expected an object of model name to a positive integer.", name)
+        if value is None:
+            return None
+        if len(value) > LIST_MAX:
+            raise _bad(f"{name}: at most {LIST_MAX} entries, got {len(value)}.", name)
+        for model, limit in value.items():
+            checked_text(name, model)
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
+                raise _bad(f"{name}: expected an object of model name to an integer from 1 to {LIMIT_MAX}.", name)
         return value
 
     def duration(self, name: str) -> str | None:
         value = self.data.get(name)
         if value is None:
             return None
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            raise _bad(f"{name}: {exc}.", name) from None
-        if seconds <= 0:
-            raise _bad(f"{name}: must be longer than zero.", name)
-        return str(value)
+        return checked_duration(name, value)[0]
 
 
 # Fields shared by keys, users and teams: name → reader.
@@ -142,12 +217,22 @@ _KEY_READERS: dict[str, Callable[[Body, str], Any]] = {
     "blocked": Body.boolean,
     "spend": Body.number,
 }
-_USER_READERS = {**_LIMIT_READERS, "user_alias": Body.string, "user_email": Body.string, "spend": Body.number}
+_USER_READERS = {
+    **_LIMIT_READERS,
+    "user_alias": Body.string,
+    "user_email": lambda b, n: b.string(n, EMAIL_CHARS),
+    "spend": Body.number,
+}
 _TEAM_READERS = {**_LIMIT_READERS, "team_alias": Body.string, "blocked": Body.boolean, "spend": Body.number}
 
 
+_NOT_NULL = frozenset({"models", "metadata", "model_rpm_limit", "model_tpm_limit", "blocked", "spend"})
+"""Fields a record always has: ``null`` for one of them means "not given" (LiteLLM's reading too)."""
+
+
 def _read_fields(body: Body, readers: dict[str, Callable[[Body, str], Any]]) -> dict[str, Any]:
-    return {name: reader(body, name) for name, reader in readers.items() if body.has(name)}
+    fields = {name: reader(body, name) for name, reader in readers.items() if body.has(name)}
+    return {name: value for name, value in fields.items() if value is not None or name not in _NOT_NULL}
 
 
 def new_key_fields(data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -181,8 +266,7 @@ class Admin:
                 if not public:
                     await self.require_master(scope)
                 body = Body(await self._json(receive) if scope["method"] == "POST" else {})
-                query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
-                result = await fn(body, query)
+                result = await fn(body, _query(scope))
             except GatewayError as error:
                 await send_error(send, FMT, error)
                 return
@@ -228,9 +312,10 @@ class Admin:
         return self.gw.ledger.standing((kind, ident), record, self.gw.clock.now())
 
     def key_view(self, key: KeyRecord) -> dict[str, Any]:
-        spend, reset_at = self._standing("key", key.token_hash, key)
+        spend, reset_at = self._standing("key", key.id, key)
         return {
             "token": key.token_hash,
+            "key_id": key.id,
             "key_name": key.key_name,
             "key_alias": key.key_alias,
             "models": key.models,
@@ -277,6 +362,8 @@ class Admin:
 
     def team_view(self, team: TeamRecord) -> dict[str, Any]:
         spend, reset_at = self._standing("team", team.team_id, team)
+        roles = {m.user_id: m for m in team.members_with_roles}
+        members = [roles.get(user_id) or TeamMember(user_id) for user_id in team.members]
         return {
             "team_id": team.team_id,
             "team_alias": team.team_alias,
@@ -292,7 +379,7 @@ class Admin:
             "max_parallel_requests": team.max_parallel_requests,
             "blocked": team.blocked,
             "members": team.members,
-            "members_with_roles": [{"user_id": m, "role": "user"} for m in team.members],
+            "members_with_roles": [{"user_id": m.user_id, "user_email": m.user_email, "role": m.role} for m in members],
             "metadata": team.metadata,
             "created_at": _iso(team.created_at),
             "updated_at": _iso(team.updated_at),
@@ -311,6 +398,13 @@ class Admin:
         if "budget_reset_at" in changes:
             ledger.set_period(entity, period_seconds(changes.get("budget_duration")), changes["budget_reset_at"])
 
+    def _periods(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """A new ``budget_duration`` starts its first period now."""
+        if "budget_duration" in changes:
+            period = period_seconds(changes["budget_duration"])
+            changes["budget_reset_at"] = self.gw.clock.now() + period if period else None
+        return changes
+
     # --- keys --------------------------------------------------------------------------------
 
     async def _find_key(self, ref: str | None, *, param: str = "key") -> KeyRecord:
@@ -324,24 +418,31 @@ class Admin:
 
     async def _check_team(self, team_id: str | None) -> None:
         if team_id is not None and await self.store.get_team(team_id) is None:
-            raise _bad(f"team_id: team {team_id!r} does not exist; create it with /team/new first.", "team_id")
+            raise _bad(f"team_id: team {_quote(team_id)} does not exist; create it with /team/new first.", "team_id")
+
+    def _custom_key(self, body: Body, name: str) -> str | None:
+        """A key value the admin chose, if it is one keystile can accept (``auth.custom_key_problem``)."""
+        raw = body.data.get(name)
+        if raw is None:
+            return None
+        if not isinstance(raw, str):
+            raise _bad(f"{name}: expected a string.", name)
+        problem = custom_key_problem(raw, self.gw.authenticator.master_key_hash)
+        if problem is not None:
+            raise _bad(f"{name}: {problem}.", name)
+        return raw
 
     async def key_generate(self, body: Body, query: dict) -> dict:
         fields, duration = new_key_fields(body.data)
-        raw = body.string("key")
-        if raw is not None:
-            if len(raw) < 8 or any(c.isspace() for c in raw):
-                raise _bad("key: a custom key needs at least 8 characters and no spaces.", "key")
-            if upstream_credential_kind(raw) is not None:
-                raise _bad("key: this looks like an Anthropic credential and would never be accepted as a gateway key.", "key")
-        raw = raw or generate_key()
+        raw = self._custom_key(body, "key") or generate_key()
         await self._check_team(fields.get("team_id"))
         record = build_key(raw, fields, self.gw.clock.now(), duration)
         if await self.store.get_key(record.token_hash) is not None:
             raise _bad("key: a key with this value already exists.", "key")
+        answer = {"key": raw, **self.key_view(record), "expires": _iso(record.expires_at)}
         await self.store.insert_key(record)
         await self.gw.changed(record.token_hash)
-        return {"key": raw, **self.key_view(record), "expires": _iso(record.expires_at)}
+        return {**answer, "key_id": record.id}
 
     async def key_info(self, body: Body, query: dict) -> dict:
         key = await self._find_key(query.get("key") or body.string("key"))
@@ -349,17 +450,16 @@ class Admin:
 
     async def key_update(self, body: Body, query: dict) -> dict:
         key = await self._find_key(body.string("key"))
-        changes = _read_fields(body, _KEY_READERS)
+        changes = self._periods(_read_fields(body, _KEY_READERS))
         await self._check_team(changes.get("team_id"))
-        now = self.gw.clock.now()
         if body.has("duration"):
             duration = body.duration("duration")
-            changes["expires_at"] = now + parse_duration(duration) if duration else None
-        if "budget_duration" in changes:
-            period = period_seconds(changes["budget_duration"])
-            changes["budget_reset_at"] = now + period if period else None
+            changes["expires_at"] = self.gw.clock.now() + parse_duration(duration) if duration else None
+        self.key_view(dataclasses.replace(key, **changes))  # the answer can be built before anything is stored
         updated = await self.store.update_key(key.token_hash, changes)
-        self._budget_changed(("key", key.token_hash), changes)
+        if updated is None:
+            raise _not_found("Key not found.")
+        self._budget_changed(("key", updated.id), changes)
         await self.gw.changed(key.token_hash)
         return self.key_view(updated)
 
@@ -373,16 +473,21 @@ class Admin:
             found = await self.store.find_key_by_alias(alias)
             if found is not None:
                 hashes.append(found.token_hash)
+        ids = {}
+        for token_hash in dict.fromkeys(hashes):
+            found = await self.store.get_key(token_hash)
+            if found is not None:
+                ids[token_hash] = found.id
         deleted = await self.store.delete_keys(hashes)
         if not deleted:
             raise _not_found("None of the given keys exist.")
         for token_hash in deleted:
-            self.gw.ledger.forget(("key", token_hash))
+            self.gw.ledger.forget(("key", ids.get(token_hash, token_hash)))
         await self.gw.changed()
         return {"deleted_keys": deleted}
 
     async def key_list(self, body: Body, query: dict) -> dict:
-        page = _positive(query.get("page"), 1, "page")
+        page = _positive(query.get("page"), 1, "page", PAGE_MAX)
         size = min(_positive(query.get("size"), 100, "size"), 1000)
         keys = await self.store.list_keys(
             user_id=query.get("user_id"), team_id=query.get("team_id"), limit=size, offset=(page - 1) * size
@@ -397,24 +502,30 @@ class Admin:
         }
 
     async def key_regenerate(self, body: Body, query: dict) -> dict:
+        """A new secret for the same key. Its id, spend, budget, limits and spend log stay; requests
+        in flight under the old secret are charged to it when they end."""
         key = await self._find_key(body.string("key"))
-        changes = _read_fields(body, _KEY_READERS)
-        raw = body.string("new_key") or generate_key()
-        if not raw.startswith(KEY_PREFIX) and upstream_credential_kind(raw) is not None:
-            raise _bad("new_key: this looks like an Anthropic credential.", "new_key")
+        changes = self._periods(_read_fields(body, _KEY_READERS))
+        await self._check_team(changes.get("team_id"))
+        custom = self._custom_key(body, "new_key")
+        raw = custom or generate_key()
         new_hash = hash_key(raw)
-        await self.gw.writer.flush()  # spend and log rows still in memory are written under the old hash first
+        if new_hash != key.token_hash and await self.store.get_key(new_hash) is not None:
+            raise _bad("new_key: a key with this value already exists.", "new_key")
+        self.key_view(dataclasses.replace(key, **changes))  # the answer can be built before anything is stored
         updated = await self.store.rekey(key.token_hash, new_hash, mask(raw), changes)
         if updated is None:
             raise _not_found("Key not found.")
-        self.gw.ledger.rename(("key", key.token_hash), ("key", new_hash))
-        self._budget_changed(("key", new_hash), changes)
-        await self.gw.changed(key.token_hash)
+        self._budget_changed(("key", updated.id), changes)
+        # A chosen secret may sit in caches as an unknown key: drop everything then.
+        await self.gw.changed(None if custom else key.token_hash)
         return {"key": raw, **self.key_view(updated)}
 
     async def _set_blocked(self, body: Body, blocked: bool) -> dict:
         key = await self._find_key(body.string("key"))
         updated = await self.store.update_key(key.token_hash, {"blocked": blocked})
+        if updated is None:
+            raise _not_found("Key not found.")
         await self.gw.changed(key.token_hash)
         return self.key_view(updated)
 
@@ -430,19 +541,20 @@ class Admin:
         fields = _read_fields(body, _USER_READERS)
         user_id = body.string("user_id") or str(uuid.uuid4())
         if await self.store.get_user(user_id) is not None:
-            raise _bad(f"user_id: user {user_id!r} already exists.", "user_id")
+            raise _bad(f"user_id: user {_quote(user_id)} already exists.", "user_id")
         now = self.gw.clock.now()
         teams = list(dict.fromkeys(body.strings("teams") or []))
         for team_id in teams:  # before anything is written: a bad team id leaves no half-made user
             await self._check_team(team_id)
+        auto_create_key = body.boolean("auto_create_key") is not False  # LiteLLM creates a key for a new user by default
         record = UserRecord(user_id=user_id, **fields)
         period = period_seconds(record.budget_duration)
         record.budget_reset_at = now + period if period else None
+        result = {**self.user_view(record), "teams": teams}
         await self.store.insert_user(record)
         for team_id in teams:
             await self.store.add_team_member(team_id, user_id)
-        result = {**self.user_view(record), "teams": teams}
-        if body.boolean("auto_create_key") is not False:  # LiteLLM creates a key for a new user by default
+        if auto_create_key:
             raw = generate_key()
             key = KeyRecord(token_hash=hash_key(raw), key_name=mask(raw), user_id=user_id, models=list(record.models))
             await self.store.insert_key(key)
@@ -450,20 +562,12 @@ class Admin:
         await self.gw.changed()
         return result
 
-    async def _ensure_user(self, user_id: str) -> None:
-        """A team member LiteLLM-style: adding an unknown user to a team creates the user (no limits, no key)."""
-        if await self.store.get_user(user_id) is None:
-            try:
-                await self.store.insert_user(UserRecord(user_id=user_id))
-            except IntegrityViolation:
-                pass  # created meanwhile
-
     async def _find_user(self, user_id: str | None) -> UserRecord:
         if not user_id:
             raise _bad("user_id: required.", "user_id")
         user = await self.store.get_user(user_id)
         if user is None:
-            raise _not_found(f"User {user_id!r} not found.")
+            raise _not_found(f"User {_quote(user_id)} not found.")
         return user
 
     async def user_info(self, body: Body, query: dict) -> dict:
@@ -479,11 +583,11 @@ class Admin:
 
     async def user_update(self, body: Body, query: dict) -> dict:
         user = await self._find_user(body.string("user_id"))
-        changes = _read_fields(body, _USER_READERS)
-        if "budget_duration" in changes:
-            period = period_seconds(changes["budget_duration"])
-            changes["budget_reset_at"] = self.gw.clock.now() + period if period else None
+        changes = self._periods(_read_fields(body, _USER_READERS))
+        self.user_view(dataclasses.replace(user, **changes))
         updated = await self.store.update_user(user.user_id, changes)
+        if updated is None:
+            raise _not_found(f"User {_quote(user.user_id)} not found.")
         self._budget_changed(("user", user.user_id), changes)
         await self.gw.changed()
         return self.user_view(updated)
@@ -501,34 +605,75 @@ class Admin:
         return {"deleted_users": deleted}
 
     async def user_list(self, body: Body, query: dict) -> dict:
-        page = _positive(query.get("page"), 1, "page")
+        page = _positive(query.get("page"), 1, "page", PAGE_MAX)
         size = min(_positive(query.get("page_size"), 100, "page_size"), 1000)
         users = await self.store.list_users(limit=size, offset=(page - 1) * size)
         return {"users": [self.user_view(u) for u in users], "page": page, "page_size": size}
 
     # --- teams -------------------------------------------------------------------------------
 
+    async def _resolve_members(self, wanted: list["_Member"], param: str) -> tuple[list[TeamMember], list[UserRecord]]:
+        """Members as LiteLLM takes them (by ``user_id`` or ``user_email``), resolved to user ids
+        without writing anything; returns them and the users to create (LiteLLM creates a member
+        it does not know)."""
+        members: dict[str, TeamMember] = {}
+        to_create: dict[str, UserRecord] = {}
+        for member in wanted:
+            user_id = member.user_id
+            if user_id is None:
+                assert member.user_email is not None
+                found = await self.store.find_users_by_email(member.user_email)
+                if len(found) > 1:
+                    raise _bad(
+                        f"{param}: several users have the e-mail {_quote(member.user_email)}; give the member's user_id instead.",
+                        param,
+                    )
+                pending = next((u for u in to_create.values() if u.user_email == member.user_email), None)
+                user = found[0] if found else pending or UserRecord(user_id=str(uuid.uuid4()), user_email=member.user_email)
+                user_id = user.user_id
+                if not found:
+                    to_create[user_id] = user
+            elif user_id not in to_create:
+                user = await self.store.get_user(user_id)
+                if user is None:
+                    user = to_create[user_id] = UserRecord(user_id=user_id, user_email=member.user_email)
+            else:
+                user = to_create[user_id]
+            members[user_id] = TeamMember(user_id, member.role, user.user_email)
+        return list(members.values()), list(to_create.values())
+
+    async def _create_users(self, users: list[UserRecord]) -> None:
+        for user in users:
+            try:
+                await self.store.insert_user(user)
+            except IntegrityViolation:
+                pass  # created meanwhile
+
     async def team_new(self, body: Body, query: dict) -> dict:
         fields = _read_fields(body, _TEAM_READERS)
         team_id = body.string("team_id") or str(uuid.uuid4())
+        wanted = _members_in(body, "members_with_roles", body.data.get("members_with_roles"), allow_missing=True)
+        wanted = [_Member(user_id, None, "user") for user_id in body.strings("members") or []] + wanted
         if await self.store.get_team(team_id) is not None:
-            raise _bad(f"team_id: team {team_id!r} already exists.", "team_id")
+            raise _bad(f"team_id: team {_quote(team_id)} already exists.", "team_id")
+        members, new_users = await self._resolve_members(wanted, "members_with_roles")
         record = TeamRecord(team_id=team_id, **fields)
         period = period_seconds(record.budget_duration)
         record.budget_reset_at = self.gw.clock.now() + period if period else None
-        record.members = _member_ids(body)
+        record.members = sorted(m.user_id for m in members)
+        record.members_with_roles = members
+        answer = self.team_view(record)
+        await self._create_users(new_users)
         await self.store.insert_team(record)
-        for user_id in record.members:
-            await self._ensure_user(user_id)
         await self.gw.changed()
-        return self.team_view(record)
+        return answer
 
     async def _find_team(self, team_id: str | None) -> TeamRecord:
         if not team_id:
             raise _bad("team_id: required.", "team_id")
         team = await self.store.get_team(team_id)
         if team is None:
-            raise _not_found(f"Team {team_id!r} not found.")
+            raise _not_found(f"Team {_quote(team_id)} not found.")
         return team
 
     async def team_info(self, body: Body, query: dict) -> dict:
@@ -538,11 +683,11 @@ class Admin:
 
     async def team_update(self, body: Body, query: dict) -> dict:
         team = await self._find_team(body.string("team_id"))
-        changes = _read_fields(body, _TEAM_READERS)
-        if "budget_duration" in changes:
-            period = period_seconds(changes["budget_duration"])
-            changes["budget_reset_at"] = self.gw.clock.now() + period if period else None
+        changes = self._periods(_read_fields(body, _TEAM_READERS))
+        self.team_view(dataclasses.replace(team, **changes))
         updated = await self.store.update_team(team.team_id, changes)
+        if updated is None:
+            raise _not_found(f"Team {_quote(team.team_id)} not found.")
         self._budget_changed(("team", team.team_id), changes)
         await self.gw.changed()
         return self.team_view(updated)
@@ -563,31 +708,35 @@ class Admin:
         return [self.team_view(t) for t in await self.store.list_teams(limit=10_000)]
 
     async def team_member_add(self, body: Body, query: dict) -> dict:
+        """LiteLLM's shape: ``member`` is one ``{"user_id" | "user_email", "role"}`` or a list of them."""
         team = await self._find_team(body.string("team_id"))
-        members = body.data.get("member")
-        entries = members if isinstance(members, list) else [members]
-        if not entries or not all(isinstance(m, dict) and isinstance(m.get("user_id"), str) for m in entries):
-            raise _bad('member: expected {"user_id": "...", "role": "user"} or a list of them.', "member")
-        for member in entries:
-            role = member.get("role") if isinstance(member.get("role"), str) else "user"
-            await self._ensure_user(member["user_id"])
-            await self.store.add_team_member(team.team_id, member["user_id"], role)
+        members, new_users = await self._resolve_members(_members_in(body, "member", body.data.get("member")), "member")
+        await self._create_users(new_users)
+        for member in members:
+            await self.store.add_team_member(team.team_id, member.user_id, member.role)
         await self.gw.changed()
         return self.team_view(await self._find_team(team.team_id))
 
     async def team_member_delete(self, body: Body, query: dict) -> dict:
         team = await self._find_team(body.string("team_id"))
         user_id = body.string("user_id")
+        email = body.string("user_email", EMAIL_CHARS)
+        if not user_id and email:
+            user_id = next((m.user_id for m in team.members_with_roles if m.user_email == email), None)
+            if user_id is None:
+                raise _not_found(f"No member of team {_quote(team.team_id)} has the e-mail {_quote(email)}.")
         if not user_id:
-            raise _bad("user_id: required.", "user_id")
+            raise _bad("user_id: required (or user_email).", "user_id")
         if not await self.store.remove_team_member(team.team_id, user_id):
-            raise _not_found(f"User {user_id!r} is not a member of team {team.team_id!r}.")
+            raise _not_found(f"User {_quote(user_id)} is not a member of team {_quote(team.team_id)}.")
         await self.gw.changed()
         return self.team_view(await self._find_team(team.team_id))
 
     async def _team_blocked(self, body: Body, blocked: bool) -> dict:
         team = await self._find_team(body.string("team_id"))
         updated = await self.store.update_team(team.team_id, {"blocked": blocked})
+        if updated is None:
+            raise _not_found(f"Team {_quote(team.team_id)} not found.")
         await self.gw.changed()
         return self.team_view(updated)
 
@@ -600,17 +749,26 @@ class Admin:
     # --- spend -------------------------------------------------------------------------------
 
     async def spend_logs(self, body: Body, query: dict) -> list:
-        await self.gw.writer.flush()  # include what is still in memory
+        """Filtered by ``api_key`` (a key or its hash: its rows under every secret it has had), user, team, …"""
+        key_id = None
         key = query.get("api_key") or query.get("key")
+        if key:
+            token_hash = key if _HASH.match(key) else hash_key(key)
+            record = await self.store.get_key(token_hash)
+            key_id = record.id if record is not None else token_hash  # a key id, or a deleted key's hash
+        start = _time_param(query.get("start_date"), "start_date")
+        end = _time_param(query.get("end_date"), "end_date")
+        limit = min(_positive(query.get("limit"), 1000, "limit"), 100_000)
+        await self.gw.writer.flush()  # include what is still in memory
         rows = await self.store.spend_logs(
-            token_hash=(key if _HASH.match(key) else hash_key(key)) if key else None,
+            key_id=key_id,
             user_id=query.get("user_id"),
             team_id=query.get("team_id"),
             model=query.get("model"),
-            start=_time_param(query.get("start_date"), "start_date"),
-            end=_time_param(query.get("end_date"), "end_date"),
+            start=start,
+            end=end,
             request_id=query.get("request_id"),
-            limit=min(_positive(query.get("limit"), 1000, "limit"), 100_000),
+            limit=limit,
         )
         return [_log_view(row) for row in rows]
 
@@ -653,21 +811,63 @@ class Admin:
     async def test_clock(self, body: Body, query: dict) -> dict:
         if not self.gw.test_clock:
             raise _not_found("No route.")
-        seconds = body.number("advance") or 0.0
+        seconds = body.number("advance", DURATION_MAX) or 0.0
         return {"now": self.gw.clock.advance(seconds)}
 
 
-def _member_ids(body: Body) -> list[str]:
-    ids = list(body.strings("members") or [])
-    roles = body.data.get("members_with_roles")
-    if roles is not None:
-        if not isinstance(roles, list) or not all(isinstance(m, dict) and isinstance(m.get("user_id"), str) for m in roles):
-            raise _bad('members_with_roles: expected a list of {"user_id": "...", "role": "..."}.', "members_with_roles")
-        ids.extend(m["user_id"] for m in roles)
-    return list(dict.fromkeys(ids))
+def _query(scope: Scope) -> dict[str, str]:
+    """The query string's parameters (the last value of each), checked like body strings: a NUL
+    (``%00``) or an oversized value is a 400 naming the parameter."""
+    raw = scope.get("query_string", b"")
+    if not raw:
+        return {}
+    query = {k: v[-1] for k, v in parse_qs(raw.decode("latin-1")).items()}
+    for name, value in query.items():
+        checked_text(name[:QUOTE_CHARS], value, QUERY_VALUE_CHARS)
+    return query
 
 
-def _positive(raw: str | None, default: int, name: str) -> int:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Member:
+    user_id: str | None
+    user_email: str | None
+    role: str
+
+
+def _members_in(body: Body, name: str, value: object, *, allow_missing: bool = False) -> list[_Member]:
+    """LiteLLM ``Member`` objects: ``{"user_id"?, "user_email"?, "role": "admin" | "user"}``, one or a list."""
+    shape = f'{name}: expected {{"user_id" or "user_email": "...", "role": "admin" or "user"}}' + (
+        " or a list of them." if name == "member" else ", in a list."
+    )
+    if allow_missing and (value is None or value == []):
+        return []
+    entries = value if isinstance(value, list) else [value] if name == "member" else None
+    if not entries or not all(isinstance(m, dict) for m in entries):
+        raise _bad(shape, name)
+    if len(entries) > LIST_MAX:
+        raise _bad(f"{name}: at most {LIST_MAX} members, got {len(entries)}.", name)
+    out = []
+    for entry in entries:
+        user_id, email, role = entry.get("user_id"), entry.get("user_email"), entry.get("role", "user")
+        if role is None:
+            role = "user"
+        if user_id is None and email is None:
+            raise _bad(f"{name}: each member needs a user_id or a user_email.", name)
+        if not all(v is None or isinstance(v, str) for v in (user_id, email)) or not isinstance(role, str):
+            raise _bad(shape, name)
+        if role not in TEAM_ROLES:
+            raise _bad(f"{name}: role must be \"admin\" or \"user\", got {_quote(role)}.", name)
+        if user_id is not None:
+            checked_text(name, user_id)
+        if email is not None:
+            checked_text(name, email, EMAIL_CHARS)
+        out.append(_Member(user_id or None, email or None, role))
+    if any(m.user_id is None and m.user_email is None for m in out):
+        raise _bad(f"{name}: each member needs a user_id or a user_email.", name)
+    return out
+
+
+def _positive(raw: str | None, default: int, name: str, maximum: int | None = None) -> int:
     if raw is None:
         return default
     try:
@@ -676,26 +876,30 @@ def _positive(raw: str | None, default: int, name: str) -> int:
         raise _bad(f"{name}: expected a positive integer.", name) from None
     if value < 1:
         raise _bad(f"{name}: expected a positive integer.", name)
+    if maximum is not None and value > maximum:
+        raise _bad(f"{name}: at most {maximum}.", name)
     return value
 
 
 def _time_param(raw: str | None, name: str) -> float | None:
-    """Unix seconds, or an ISO date / date-time (UTC)."""
+    """Unix seconds, or an ISO date / date-time (UTC), within the years 1 to 9999."""
     if raw is None:
         return None
-    try:
-        return float(raw)
-    except ValueError:
-        pass
     from datetime import datetime, timezone
 
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = float(raw)
     except ValueError:
-        raise _bad(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            value = parsed.timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise _bad(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name) from None
+    if not TIME_MIN <= value <= TIME_MAX:  # also NaN and infinities
+        raise _bad(f"{name}: expected a time between the years 1 and 9999.", name)
+    return value
 
 
 def _log_view(row: SpendLogRow) -> dict[str, Any]:
@@ -703,7 +907,7 @@ def _log_view(row: SpendLogRow) -> dict[str, Any]:
         "request_id": row.request_id,
         "startTime": _iso(row.ts),
         "ts": row.ts,
-        "api_key": row.token_hash,
+        "api_key": row.key_id,
         "key_alias": row.key_alias,
         "user": row.user_id,
         "team_id": row.team_id,
@@ -722,6 +926,7 @@ def _log_view(row: SpendLogRow) -> dict[str, Any]:
         "latency_ms": row.latency_ms,
         "stream": row.stream,
         "attempts": row.attempts,
+        "requests": row.requests,
         "request": row.request_content,
         "response": row.response_content,
     }

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, AsyncIterator, Callable, NamedTuple, Protocol, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, NamedTuple, Protocol, Sequence
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -22,7 +22,8 @@ class Many(NamedTuple):
     """One statement run for many parameter rows (``executemany``) inside a transaction."""
 
     sql: str
-    rows: Sequence[Sequence[Any]]
+    rows: Iterable[Sequence[Any]]
+    """Iterated once, by the driver (SQLite: on its own thread)."""
 
 
 class DatabaseUnavailable(Exception):

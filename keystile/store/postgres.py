@@ -32,6 +32,10 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, "cannot connect now" while starting
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    # Transient by nature: the same statements succeed when tried again.
+    asyncpg.exceptions.TransactionRollbackError,  # deadlock, serialization failure
+    asyncpg.exceptions.QueryCanceledError,  # statement timeout
+    asyncpg.exceptions.LockNotAvailableError,
 )
 
 

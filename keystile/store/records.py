@@ -46,6 +46,14 @@ class KeyRecord:
     team_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    key_id: str = ""
+    """The key's stable id: its spend, budget, limits and spend-log rows are kept under it,
+    whatever its current secret. The hash of the key's first secret (so a LiteLLM hash, or any
+    key never regenerated, is its own id); the store fills it in when a key is inserted."""
+
+    @property
+    def id(self) -> str:
+        return self.key_id or self.token_hash
 
 
 @dataclass(slots=True)
@@ -83,15 +91,31 @@ class TeamRecord:
     blocked: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     members: list[str] = field(default_factory=list)
+    """Member user ids, sorted."""
     created_at: float = 0.0
     updated_at: float = 0.0
+    members_with_roles: list[TeamMember] = field(default_factory=list)
+    """The members with their role (and e-mail, when the store read them); on insert, the
+    roles to give ``members`` (a member not listed here is a ``user``)."""
+
+
+TEAM_ROLES = ("admin", "user")
+"""LiteLLM's team roles: an ``admin`` manages the team, a ``user`` is a member."""
+
+
+@dataclass(slots=True)
+class TeamMember:
+    user_id: str
+    role: str = "user"
+    user_email: str | None = None
 
 
 @dataclass(slots=True)
 class SpendLogRow:
     request_id: str
     ts: float
-    token_hash: str | None
+    key_id: str | None
+    """The key's stable id (``KeyRecord.key_id``); the master key's hash for the master key."""
     key_alias: str | None
     user_id: str | None
     team_id: str | None
@@ -112,6 +136,9 @@ class SpendLogRow:
     attempts: int = 1
     request_content: str | None = None
     response_content: str | None = None
+    requests: int = 1
+    """How many requests the row stands for: more than 1 only for a refusal that is sampled
+    (a key being refused gets a row a minute with the count, not one row each)."""
 
 
 def column_names(record_type: type) -> tuple[str, ...]:

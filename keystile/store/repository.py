@@ -6,15 +6,26 @@ spend arrives in batches from ``accounting.spend``.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Sequence, TypeVar
 
 import orjson
 
+from keystile.store.columns import (
+    CONTENT_CHARS,
+    NAME_CHARS,
+    REQUEST_ID_CHARS,
+    fit_count,
+    fit_float,
+    fit_money,
+    fit_text,
+    storable,
+)
 from keystile.store.database import Database, Many, Statement, open_database
 from keystile.store.migrations import migrate
-from keystile.store.records import KeyRecord, SpendLogRow, TeamRecord, UserRecord, column_names
+from keystile.store.records import KeyRecord, SpendLogRow, TeamMember, TeamRecord, UserRecord, column_names
 
 R = TypeVar("R", KeyRecord, UserRecord, TeamRecord)
 
@@ -26,13 +37,19 @@ _BOOL_COLUMNS = frozenset({"blocked", "stream"})
 class _Table:
     name: str
     key: str
+    """The column a record is looked up by."""
     record: type
     columns: tuple[str, ...]
+    spend_key: str
+    """The column spend is charged by: a key's stable ``key_id``, not the hash of its current secret."""
 
 
-KEYS = _Table("keys", "token_hash", KeyRecord, column_names(KeyRecord))
-USERS = _Table("users", "user_id", UserRecord, column_names(UserRecord))
-TEAMS = _Table("teams", "team_id", TeamRecord, tuple(c for c in column_names(TeamRecord) if c != "members"))
+KEYS = _Table("keys", "token_hash", KeyRecord, column_names(KeyRecord), "key_id")
+USERS = _Table("users", "user_id", UserRecord, column_names(UserRecord), "user_id")
+TEAMS = _Table(
+    "teams", "team_id", TeamRecord,
+    tuple(c for c in column_names(TeamRecord) if c not in ("members", "members_with_roles")), "team_id",
+)
 ENTITY_TABLES = {"key": KEYS, "user": USERS, "team": TEAMS}
 SPEND_COLUMNS = column_names(SpendLogRow)
 
@@ -54,12 +71,21 @@ def _from_db(column: str, value: Any) -> Any:
 
 
 def _spend_row(row: SpendLogRow) -> tuple:
-    """A spend-log row's parameters, in ``SPEND_COLUMNS`` order (``stream`` is the only boolean)."""
+    """A spend-log row's parameters, in ``SPEND_COLUMNS`` order, made to fit the columns.
+
+    Text loses NULs and lone surrogates and is cut to its cap (a model name a client made up
+    can be megabytes long); counts are clamped to BIGINT and money to ``MONEY_MAX``, so no value
+    a client or an upstream chose can make the database refuse the row.
+    """
     return (
-        row.request_id, row.ts, row.token_hash, row.key_alias, row.user_id, row.team_id, row.model,
-        row.model_group, row.deployment, row.provider, row.input_tokens, row.output_tokens,
-        row.cache_read_tokens, row.cache_write_tokens, row.cost, row.status, row.latency_ms,
-        1 if row.stream else 0, row.attempts, row.request_content, row.response_content,
+        fit_text(row.request_id, REQUEST_ID_CHARS), fit_float(row.ts), fit_text(row.key_id, NAME_CHARS),
+        fit_text(row.key_alias, NAME_CHARS), fit_text(row.user_id, NAME_CHARS), fit_text(row.team_id, NAME_CHARS),
+        fit_text(row.model, NAME_CHARS), fit_text(row.model_group, NAME_CHARS), fit_text(row.deployment, NAME_CHARS),
+        fit_text(row.provider, NAME_CHARS), fit_count(row.input_tokens), fit_count(row.output_tokens),
+        fit_count(row.cache_read_tokens), fit_count(row.cache_write_tokens), fit_money(row.cost), fit_count(row.status),
+        fit_float(row.latency_ms), 1 if row.stream else 0, fit_count(row.attempts),
+        fit_text(row.request_content, CONTENT_CHARS), fit_text(row.response_content, CONTENT_CHARS),
+        fit_count(row.requests),
     )
 
 
@@ -149,7 +175,7 @@ class Store:
         )
 
     async def _update(self, table: _Table, key: str, changes: dict[str, Any]) -> Any:
-        changes = {c: v for c, v in changes.items() if c in table.columns and c != table.key}
+        changes = {c: v for c, v in changes.items() if c in table.columns and c not in (table.key, table.spend_key)}
         if changes:
             changes["updated_at"] = time.time()
             assignments = ", ".join(f"{c} = ?" for c in changes)
@@ -177,7 +203,15 @@ class Store:
         return await self._get(KEYS, token_hash)
 
     async def insert_key(self, record: KeyRecord) -> None:
+        """Insert a key; gives it its stable ``key_id`` (its hash, unless a regenerated key already has that id)."""
+        if not record.key_id:
+            taken = await self.db.fetchone("SELECT 1 FROM keys WHERE key_id = ?", (record.token_hash,))
+            record.key_id = secrets.token_hex(32) if taken else record.token_hash
         await self._insert(KEYS, record)
+
+    async def get_key_by_id(self, key_id: str) -> KeyRecord | None:
+        row = await self.db.fetchone(f"SELECT {', '.join(KEYS.columns)} FROM keys WHERE key_id = ?", (key_id,))
+        return _record(KEYS, row) if row else None
 
     async def update_key(self, token_hash: str, changes: dict[str, Any]) -> KeyRecord | None:
         return await self._update(KEYS, token_hash, changes)
@@ -210,15 +244,18 @@ class Store:
         return [row[0] for row in results[0]]
 
     async def rekey(self, old_hash: str, new_hash: str, new_name: str, changes: dict[str, Any]) -> KeyRecord | None:
-        """Give a key a new secret (regenerate): same record, new hash; the old secret stops working."""
-        changes = {c: v for c, v in changes.items() if c in KEYS.columns and c not in ("token_hash", "key_name")}
+        """Give a key a new secret (regenerate): same record and ``key_id``, new hash; the old secret stops working.
+
+        Spend and log rows are kept under the ``key_id``, so nothing else moves, and requests
+        still in flight under the old secret are charged to the same key when they end.
+        """
+        changes = {c: v for c, v in changes.items() if c in KEYS.columns and c not in ("token_hash", "key_name", "key_id")}
         changes.update(token_hash=new_hash, key_name=new_name, updated_at=time.time())
         assignments = ", ".join(f"{c} = ?" for c in changes)
         values = [_to_db(c, v) for c, v in changes.items()]
         results = await self.db.transaction(
             [
                 (f"UPDATE keys SET {assignments} WHERE token_hash = ? RETURNING token_hash", [*values, old_hash]),
-                ("UPDATE spend_logs SET token_hash = ? WHERE token_hash = ?", (new_hash, old_hash)),
                 self._bump_statement(),
             ]
         )
@@ -238,6 +275,13 @@ class Store:
     async def list_users(self, *, limit: int = 100, offset: int = 0) -> list[UserRecord]:
         return await self._list(USERS, {}, limit, offset)
 
+    async def find_users_by_email(self, email: str, limit: int = 2) -> list[UserRecord]:
+        rows = await self.db.fetchall(
+            f"SELECT {', '.join(USERS.columns)} FROM users WHERE user_email = ? ORDER BY created_at, user_id LIMIT ?",
+            (email, limit),
+        )
+        return [_record(USERS, row) for row in rows]
+
     async def delete_users(self, user_ids: Iterable[str]) -> list[str]:
         ids = list(dict.fromkeys(user_ids))
         if not ids:
@@ -256,16 +300,23 @@ class Store:
     async def get_team(self, team_id: str) -> TeamRecord | None:
         team = await self._get(TEAMS, team_id)
         if team is not None:
-            rows = await self.db.fetchall(
-                "SELECT user_id FROM team_members WHERE team_id = ? ORDER BY user_id", (team_id,)
-            )
-            team.members = [row[0] for row in rows]
+            await self._load_members(team)
         return team
+
+    async def _load_members(self, team: TeamRecord) -> None:
+        rows = await self.db.fetchall(
+            "SELECT m.user_id, m.role, u.user_email FROM team_members m LEFT JOIN users u ON u.user_id = m.user_id "
+            "WHERE m.team_id = ? ORDER BY m.user_id",
+            (team.team_id,),
+        )
+        team.members = [row[0] for row in rows]
+        team.members_with_roles = [TeamMember(row[0], row[1], row[2]) for row in rows]
 
     async def insert_team(self, record: TeamRecord) -> None:
         await self._insert(TEAMS, record)
-        for user_id in record.members:
-            await self.add_team_member(record.team_id, user_id)
+        roles = {m.user_id: m.role for m in record.members_with_roles}
+        for user_id in dict.fromkeys([*record.members, *roles]):
+            await self.add_team_member(record.team_id, user_id, roles.get(user_id, "user"))
 
     async def update_team(self, team_id: str, changes: dict[str, Any]) -> TeamRecord | None:
         await self._update(TEAMS, team_id, changes)
@@ -274,8 +325,7 @@ class Store:
     async def list_teams(self, *, limit: int = 100, offset: int = 0) -> list[TeamRecord]:
         teams = await self._list(TEAMS, {}, limit, offset)
         for team in teams:
-            rows = await self.db.fetchall("SELECT user_id FROM team_members WHERE team_id = ? ORDER BY user_id", (team.team_id,))
-            team.members = [row[0] for row in rows]
+            await self._load_members(team)
         return teams
 
     async def delete_teams(self, team_ids: Iterable[str]) -> list[str]:
@@ -336,21 +386,22 @@ class Store:
                 statements.append(
                     (
                         f"UPDATE {table.name} SET spend = 0, budget_reset_at = ? "
-                        f"WHERE {table.key} = ? AND (budget_reset_at IS NULL OR budget_reset_at = ?)",
+                        f"WHERE {table.spend_key} = ? AND (budget_reset_at IS NULL OR budget_reset_at = ?)",
                         (next_reset, ident, closing),
                     )
                 )
             statements.append(
                 (
-                    f"UPDATE {table.name} SET spend = spend + ? WHERE {table.key} = ? RETURNING spend, budget_reset_at",
-                    (amount, ident),
+                    f"UPDATE {table.name} SET spend = spend + ? WHERE {table.spend_key} = ? RETURNING spend, budget_reset_at",
+                    (fit_money(amount), ident),
                 )
             )
             order.append(entity)
         if batch.rows:
             marks = ", ".join("?" for _ in SPEND_COLUMNS)
             sql = f"INSERT INTO spend_logs ({', '.join(SPEND_COLUMNS)}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"
-            statements.append(Many(sql, [_spend_row(row) for row in batch.rows]))
+            # Lazily: SQLite binds the rows on its own thread, so fitting them costs the event loop nothing.
+            statements.append(Many(sql, map(_spend_row, batch.rows)))
         if not statements:
             return {}
         results = await self.db.transaction(statements)
@@ -364,7 +415,7 @@ class Store:
     async def spend_logs(
         self,
         *,
-        token_hash: str | None = None,
+        key_id: str | None = None,
         user_id: str | None = None,
         team_id: str | None = None,
         model: str | None = None,
@@ -373,7 +424,10 @@ class Store:
         request_id: str | None = None,
         limit: int = 1000,
     ) -> list[SpendLogRow]:
-        clauses, params = _spend_filters(token_hash, user_id, team_id, model, start, end)
+        """Rows newest first. A filter no stored text can equal (it holds a NUL) matches nothing."""
+        if not all(storable(v) for v in (key_id, user_id, team_id, model, request_id) if v is not None):
+            return []
+        clauses, params = _spend_filters(key_id, user_id, team_id, model, start, end)
         if request_id is not None:
             clauses.append("request_id = ?")
             params.append(request_id)
@@ -389,7 +443,7 @@ class Store:
         Refused requests (logged with 0 attempts) are left out: they cost nothing and would
         blur the requests column, which counts what was sent upstream.
         """
-        column = {"key": "token_hash", "user": "user_id", "team": "team_id", "model": "model"}[by]
+        column = {"key": "key_id", "user": "user_id", "team": "team_id", "model": "model"}[by]
         clauses, params = _spend_filters(None, None, None, None, start, end)
         clauses.append("attempts > 0")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -407,7 +461,7 @@ class Store:
 
 
 def _spend_filters(
-    token_hash: str | None,
+    key_id: str | None,
     user_id: str | None,
     team_id: str | None,
     model: str | None,
@@ -416,7 +470,7 @@ def _spend_filters(
 ) -> tuple[list[str], list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
-    for column, value in (("token_hash", token_hash), ("user_id", user_id), ("team_id", team_id), ("model", model)):
+    for column, value in (("key_id", key_id), ("user_id", user_id), ("team_id", team_id), ("model", model)):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import httpx
 
@@ -118,3 +119,58 @@ def test_health_endpoints(gateway):
     assert ready.status_code == 200 and ready.json()["db"] == "connected"
     metrics = httpx.get(f"{gateway.url}/metrics")
     assert metrics.status_code == 200 and "keystile_overhead_seconds" in metrics.text
+
+
+def test_team_members_keep_their_roles_and_may_be_given_by_email(gateway):
+    """LiteLLM's Member: {"user_id" | "user_email", "role": "admin" | "user"}, in /team/new and /team/member_add."""
+    tag = uuid.uuid4().hex[:8]
+    alice, newcomer = f"alice-{tag}@example.com", f"new-{tag}@example.com"
+    assert gateway.admin("POST", "/user/new", json={"user_id": f"alice-{tag}", "user_email": alice, "auto_create_key": False}).status_code == 200
+    created = gateway.admin(
+        "POST",
+        "/team/new",
+        json={
+            "team_alias": "research",
+            "members_with_roles": [
+                {"user_id": f"owner-{tag}", "role": "admin"},
+                {"user_email": alice, "role": "user"},
+                {"user_email": newcomer, "role": "admin"},
+            ],
+        },
+    )
+    assert created.status_code == 200, created.text
+    team_id = created.json()["team_id"]
+
+    def roles() -> dict[str, tuple[str | None, str]]:
+        info = gateway.admin("GET", "/team/info", params={"team_id": team_id}).json()["team_info"]
+        return {m["user_id"]: (m["user_email"], m["role"]) for m in info["members_with_roles"]}
+
+    stored = roles()
+    new_id = next(user_id for user_id, (email, _) in stored.items() if email == newcomer)  # created, as LiteLLM does
+    assert stored == {f"owner-{tag}": (None, "admin"), f"alice-{tag}": (alice, "user"), new_id: (newcomer, "admin")}
+    assert {m["user_id"]: m["role"] for m in created.json()["members_with_roles"]} == {k: v[1] for k, v in stored.items()}
+    assert gateway.admin("GET", "/user/info", params={"user_id": new_id}).json()["user_info"]["user_email"] == newcomer
+
+    promoted = gateway.admin("POST", "/team/member_add", json={"team_id": team_id, "member": {"user_email": alice, "role": "admin"}})
+    assert promoted.status_code == 200, promoted.text
+    added = gateway.admin("POST", "/team/member_add", json={"team_id": team_id, "member": [{"user_id": f"bob-{tag}", "role": "user"}]})
+    assert added.status_code == 200, added.text
+    stored = roles()
+    assert stored[f"alice-{tag}"] == (alice, "admin") and stored[f"bob-{tag}"] == (None, "user")
+
+    bad_role = gateway.admin("POST", "/team/member_add", json={"team_id": team_id, "member": {"user_id": "x", "role": "owner"}})
+    assert bad_role.status_code == 400 and bad_role.json()["error"]["param"] == "member"
+    nobody = gateway.admin("POST", "/team/member_add", json={"team_id": team_id, "member": {"role": "user"}})
+    assert nobody.status_code == 400 and nobody.json()["error"]["param"] == "member"
+    bad_new = gateway.admin("POST", "/team/new", json={"members_with_roles": [{"user_id": "y", "role": "boss"}]})
+    assert bad_new.status_code == 400 and bad_new.json()["error"]["param"] == "members_with_roles"
+
+    shared = f"shared-{tag}@example.com"
+    for n in (1, 2):
+        gateway.admin("POST", "/user/new", json={"user_id": f"twin{n}-{tag}", "user_email": shared, "auto_create_key": False})
+    ambiguous = gateway.admin("POST", "/team/member_add", json={"team_id": team_id, "member": {"user_email": shared, "role": "user"}})
+    assert ambiguous.status_code == 400 and "user_id" in ambiguous.json()["error"]["message"]
+
+    removed = gateway.admin("POST", "/team/member_delete", json={"team_id": team_id, "user_email": alice})
+    assert removed.status_code == 200, removed.text
+    assert f"alice-{tag}" not in roles()

@@ -9,9 +9,9 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from keystile.store.database import IntegrityViolation, open_database
-from keystile.store.migrations import SchemaTooNew, current_version, latest_version, migrate
+from keystile.store.migrations import SchemaTooNew, available_migrations, current_version, latest_version, migrate
 from keystile.store.postgres import to_dollar_params
-from keystile.store.records import KeyRecord, SpendLogRow, TeamRecord, UserRecord
+from keystile.store.records import KeyRecord, SpendLogRow, TeamMember, TeamRecord, UserRecord
 from keystile.store.repository import SpendBatch, Store
 from tests.services import create_database, drop_database
 
@@ -38,9 +38,9 @@ def run(database_url: str, body: Callable[[Store], Awaitable[Any]]) -> Any:
     return asyncio.run(main())
 
 
-def spend_row(request_id: str, token_hash: str, cost: float, ts: float | None = None, **extra: Any) -> SpendLogRow:
+def spend_row(request_id: str, key_id: str, cost: float, ts: float | None = None, **extra: Any) -> SpendLogRow:
     fields = dict(
-        request_id=request_id, ts=ts if ts is not None else time.time(), token_hash=token_hash, key_alias="alias",
+        request_id=request_id, ts=ts if ts is not None else time.time(), key_id=key_id, key_alias="alias",
         user_id="u1", team_id=None, model="claude-test", model_group="claude-test", deployment="claude-test#0",
         provider="anthropic", input_tokens=10, output_tokens=20, cache_read_tokens=3, cache_write_tokens=0,
         cost=cost, status=200, latency_ms=12.5, stream=True, attempts=2,
@@ -99,16 +99,25 @@ def test_keys_round_trip_with_every_field_type(database_url):
     run(database_url, body)
 
 
-def test_rekey_moves_the_record_and_its_spend_logs(database_url):
+def test_rekey_gives_a_new_secret_and_keeps_the_key_id_its_spend_and_logs(database_url):
     async def body(store: Store) -> None:
         await store.insert_key(KeyRecord(token_hash="old", key_name="a", max_budget=3.0))
+        assert (await store.get_key("old")).key_id == "old"  # a key's id is the hash of its first secret
         await store.apply_spend(SpendBatch({("key", "old"): 1.0}, {}, [spend_row("r1", "old", 1.0)]))
-        moved = await store.rekey("old", "new", "b", {"max_budget": 4.0})
+        moved = await store.rekey("old", "new", "b", {"max_budget": 4.0, "key_id": "hijack"})
         assert moved is not None and moved.token_hash == "new" and moved.key_name == "b" and moved.max_budget == 4.0
-        assert moved.spend == 1.0
+        assert moved.key_id == "old" and moved.spend == 1.0
         assert await store.get_key("old") is None
-        assert [r.token_hash for r in await store.spend_logs(token_hash="new")] == ["new"]
+        # spend charged under the id after the new secret was set (a request in flight) lands on the key
+        await store.apply_spend(SpendBatch({("key", "old"): 0.5}, {}, [spend_row("r2", "old", 0.5)]))
+        assert (await store.get_key("new")).spend == 1.5
+        assert sorted(r.request_id for r in await store.spend_logs(key_id="old")) == ["r1", "r2"]
+        assert (await store.get_key_by_id("old")).token_hash == "new"
         assert await store.rekey("missing", "x", "y", {}) is None
+        # a new key whose secret hashes to a regenerated key's id gets an id of its own
+        await store.insert_key(KeyRecord(token_hash="old", key_name="c"))
+        again = await store.get_key("old")
+        assert again.key_id not in ("old", "") and len(again.key_id) == 64
 
     run(database_url, body)
 
@@ -122,6 +131,11 @@ def test_users_teams_and_members(database_url):
         await store.add_team_member("t1", "u2", "user")  # upsert
         team = await store.get_team("t1")
         assert team.members == ["u1", "u2"] and team.blocked is True
+        assert [(m.user_id, m.role, m.user_email) for m in team.members_with_roles] == [("u1", "user", "a@example.com"), ("u2", "user", None)]
+        await store.insert_team(TeamRecord(team_id="t2", members_with_roles=[TeamMember("u1", "admin"), TeamMember("u3", "user")]))
+        assert [(m.user_id, m.role) for m in (await store.get_team("t2")).members_with_roles] == [("u1", "admin"), ("u3", "user")]
+        assert [u.user_id for u in await store.find_users_by_email("a@example.com")] == ["u1"]
+        await store.delete_teams(["t2"])
         assert [t.members for t in await store.list_teams()] == [["u1", "u2"]]
         assert await store.remove_team_member("t1", "u2") is True
         assert await store.remove_team_member("t1", "u2") is False
@@ -149,7 +163,7 @@ def test_apply_spend_returns_totals_and_resets_a_period_once(database_url):
         assert totals == {("key", "k"): (0.25, 100.0), ("user", "u1"): (0.5, None)}
         # the same rows again (a retried batch) are not logged twice
         await store.apply_spend(SpendBatch({}, {}, [spend_row("r1", "k", 0.25)]))
-        assert len(await store.spend_logs(token_hash="k")) == 2
+        assert len(await store.spend_logs(key_id="k")) == 2
         # closing the period: spend restarts; a second process closing the same period does nothing
         totals = await store.apply_spend(SpendBatch({("key", "k"): 0.1}, {("key", "k"): (100.0, 86500.0)}, []))
         assert totals[("key", "k")] == (pytest.approx(0.1), 86500.0)
@@ -170,7 +184,7 @@ def test_spend_logs_filters_report_and_prune(database_url):
             spend_row("c", "k2", 0.5, ts=now - 1000, user_id="u2", team_id="t1", stream=False),
         ]
         await store.apply_spend(SpendBatch({}, {}, rows))
-        got = await store.spend_logs(token_hash="k1")
+        got = await store.spend_logs(key_id="k1")
         assert [r.request_id for r in got] == ["b", "a"]
         assert got[0] == rows[1] and got[0].stream is True
         assert [r.request_id for r in await store.spend_logs(model="gpt-test")] == ["b"]
@@ -232,3 +246,57 @@ def test_an_unreachable_postgresql_is_database_unavailable():
 
     with pytest.raises(DatabaseUnavailable):
         asyncio.run(open_database(f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"))
+
+
+def test_spend_rows_the_database_would_refuse_are_made_to_fit(database_url):
+    """What a client or an upstream can put in a row: NULs, lone surrogates, megabytes, numbers past BIGINT."""
+
+    async def body(store: Store) -> None:
+        await store.insert_key(KeyRecord(token_hash="k"))
+        hostile = spend_row(
+            "r1", "k", float("nan"), model="x\u0000" + "m" * 5_000_000, key_alias="a\ud800b", input_tokens=2**70,
+            output_tokens=2**63, cache_read_tokens=-5, latency_ms=float("inf"), request_content="p\u0000q",
+        )
+        await store.apply_spend(SpendBatch({("key", "k"): float("inf")}, {}, [hostile, spend_row("r2", "k", 0.5)]))
+        rows = {r.request_id: r for r in await store.spend_logs(key_id="k")}
+        got = rows["r1"]
+        assert got.model == "x" + "m" * 255 and got.key_alias == "ab" and got.request_content == "pq"
+        assert (got.input_tokens, got.output_tokens, got.cache_read_tokens) == (2**63 - 1, 2**63 - 1, 0)
+        assert got.cost == 0.0 and got.latency_ms == 1.7976931348623157e308
+        assert rows["r2"].cost == 0.5
+        assert (await store.get_key("k")).spend == 1e15  # an absurd increment is capped, not refused
+        assert await store.spend_logs(model="x\u0000") == []  # a filter no stored text can equal
+
+    run(database_url, body)
+
+
+def test_migration_2_applies_to_a_database_made_by_version_1(database_url):
+    """keys get their stable id (their hash), log rows written under that hash stay under the key."""
+
+    async def main() -> None:
+        db = await open_database(database_url)
+        try:
+            number, name, sql = available_migrations()[0]
+            assert number == 1
+            await db.execute(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            await db.run_script(sql + f";\nINSERT INTO schema_migrations (version, name, applied_at) VALUES (1, '{name}', 0)")
+            await db.execute("INSERT INTO keys (token_hash, key_name, spend, created_at, updated_at) VALUES ('h1', 'n', 2.5, 1, 1)")
+            await db.execute(
+                "INSERT INTO spend_logs (request_id, ts, token_hash, model, status, cost) VALUES ('old-row', 1, 'h1', 'claude-test', 200, 2.5)"
+            )
+            assert await migrate(db) == list(range(2, latest_version() + 1))
+            store = Store(db)
+            key = await store.get_key("h1")
+            assert key is not None and key.key_id == "h1" and key.spend == 2.5
+            [old] = await store.spend_logs(key_id="h1")
+            assert (old.request_id, old.cost, old.requests) == ("old-row", 2.5, 1)
+            await store.rekey("h1", "h2", "n2", {})
+            await store.apply_spend(SpendBatch({("key", "h1"): 0.5}, {}, [spend_row("new-row", "h1", 0.5)]))
+            assert (await store.get_key("h2")).spend == 3.0
+            assert sorted(r.request_id for r in await store.spend_logs(key_id="h1")) == ["new-row", "old-row"]
+        finally:
+            await db.close()
+
+    asyncio.run(main())
