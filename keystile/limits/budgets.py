@@ -104,12 +104,6 @@ class Ledger:
         if state is not None:
             state.period, state.reset_at, state.closing = period, reset_at, None
 
-    def rename(self, old: Entity, new: Entity) -> None:
-        """A key was regenerated (new hash, same record): its budget state, pending spend included, moves along."""
-        state = self.states.pop(old, None)
-        if state is not None:
-            self.states[new] = state
-
     def forget(self, entity: Entity) -> None:
         self.states.pop(entity, None)
 

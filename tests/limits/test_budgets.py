@@ -152,11 +152,9 @@ def test_admin_changes():
     ledger.add([KEY], 0.25, T0)
     ledger.set_period(KEY, DAY, T0 + DAY)  # new duration: spend and pending kept
     assert (state.spend, state.pending, state.reset_at) == (0.75, 0.25, T0 + DAY)
-    ledger.rename(KEY, ("key", "h2"))
-    assert ledger.states[("key", "h2")] is state and KEY not in ledger.states
-    ledger.set_spend(("key", "h2"), 0.0)
+    ledger.set_spend(KEY, 0.0)
     assert (state.spend, state.pending) == (0.0, 0.0)
-    ledger.forget(("key", "h2"))
+    ledger.forget(KEY)
     assert ledger.states == {}
 
 
