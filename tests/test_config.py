@@ -192,7 +192,7 @@ UNIMPLEMENTED = {
                         "allowed_fails_policy", "enable_tag_filtering", "max_fallbacks", "default_max_parallel_requests",
                         "routing_strategy_args", "cache_responses", "provider_budget_config"],
 }
-VALUES = {"success_callback": ["langfuse"], "failure_callback": ["sentry"], "callbacks": ["otel"], "service_callbacks": ["datadog"],
+VALUES = {"success_callback": ["langfuse"], "failure_callback": ["sentry"], "callbacks": ["langfuse"], "service_callbacks": ["datadog"],
           "cache_params": {"type": "redis"}, "default_fallbacks": ["claude"], "content_policy_fallbacks": [{"claude": ["claude"]}],
           "alerting": ["slack"], "model_group_alias": {"gpt-4": "claude"}, "retry_policy": {"TimeoutErrorRetries": 3},
           "allowed_fails_policy": {"TimeoutErrorAllowedFails": 3}, "routing_strategy_args": {"ttl": 60},

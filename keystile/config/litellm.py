@@ -5,11 +5,11 @@ Understood: ``model_list[].model_name`` / ``litellm_params`` (``model: provider/
 ``api_version``, ``rpm``, ``tpm``, ``timeout``, ``stream_timeout``, ``max_retries``, ``weight``,
 ``*_cost_per_token``…) / ``model_info`` (``id``, ``base_model``, prices); ``environment_variables``;
 the ``general_settings``, ``litellm_settings`` and ``router_settings`` keystile implements
-(``IMPLEMENTED``). The config never changes meaning silently: a provider prefix LiteLLM does not
+(``IMPLEMENTED``; of the callbacks, ``otel``, which turns tracing on). The config never changes meaning silently: a provider prefix LiteLLM does not
 know (a typo) is an error; one keystile does not serve yet skips that deployment with a warning;
 every other LiteLLM setting keystile does not implement gets one warning line naming it.
 keystile-only settings sit under a top-level ``keystile:`` key, written as in the native format
-(``server``, ``spend``, ``redis_url``, ``key_cache_ttl``, ``store_outage_grace``, ``log_level``,
+(``server``, ``spend``, ``otel``, ``redis_url``, ``key_cache_ttl``, ``store_outage_grace``, ``log_level``,
 ``default_max_tokens``, and ``router`` refining ``router_settings``); they win over the LiteLLM
 settings that say the same thing.
 """
@@ -43,7 +43,10 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
         {"master_key", "database_url", "max_request_size_mb", "store_prompts_in_spend_logs",
          "maximum_spend_logs_retention_period", "user_api_key_cache_ttl"}
     ),
-    "litellm_settings": frozenset({"num_retries", "request_timeout", "fallbacks", "context_window_fallbacks"}),
+    "litellm_settings": frozenset(
+        {"num_retries", "request_timeout", "fallbacks", "context_window_fallbacks",
+         "callbacks", "success_callback", "failure_callback"}  # only "otel" (the rest: _otel_callback warns)
+    ),
     "router_settings": frozenset(
         {"routing_strategy", "num_retries", "timeout", "stream_timeout", "retry_after", "allowed_fails", "cooldown_time",
          "fallbacks", "context_window_fallbacks", "redis_url", "redis_host", "redis_port", "redis_password", "redis_db"}
@@ -57,9 +60,6 @@ _MODEL_INFO_UNIMPLEMENTED = ("access_groups", "team_id", "team_public_model_name
 
 # What keystile does instead, for the settings LiteLLM users write most.
 _INSTEAD = {
-    "success_callback": "keystile has no logging callbacks; it exports Prometheus /metrics and keeps a spend log",
-    "failure_callback": "keystile has no logging callbacks; it exports Prometheus /metrics and keeps a spend log",
-    "callbacks": "keystile has no logging callbacks; it exports Prometheus /metrics and keeps a spend log",
     "service_callbacks": "keystile has no logging callbacks; see /metrics and /health",
     "alerting": "keystile sends no alerts; watch /metrics",
     "store_model_in_db": "keystile serves the models in this file only",
@@ -203,7 +203,7 @@ def read_litellm(source: Source) -> Settings:
         written = {"num_retries" if key == "retries" else key for key in native_router.data}
         router = replace(router, **{name: getattr(refined, name) for name in written if name in RouterSettings.__dataclass_fields__})
 
-    gateway = read_gateway_settings(keystile_section)
+    gateway = read_gateway_settings(keystile_section, otel_enabled=_otel_callback(litellm_settings))
     gateway["redis_url"] = redis_url or gateway["redis_url"]
     _apply_general_settings(general, keystile_section, gateway)
     keystile_section.warn_unknown(KEYSTILE_SECTION)
@@ -217,6 +217,30 @@ def read_litellm(source: Source) -> Settings:
         source_format="litellm",
         **gateway,
     )
+
+
+_CALLBACK_KEYS = ("callbacks", "success_callback", "failure_callback")
+
+
+def _otel_callback(litellm_settings: Fields) -> bool:
+    """Whether LiteLLM's callbacks ask for ``otel`` (tracing, the ``otel:`` settings); every other
+    callback named there gets a warning."""
+    on = False
+    for key in _CALLBACK_KEYS:
+        names = litellm_settings.raw(key)
+        if names is None:
+            continue
+        for name in names if isinstance(names, list) else [names]:
+            if name == "otel":
+                on = True
+                continue
+            shown = repr(name) if isinstance(name, str) else "this"
+            litellm_settings.source.warn(
+                litellm_settings.path + (key,),
+                f"LiteLLM callback {shown} keystile does not implement; ignored (its one callback is \"otel\", "
+                "OpenTelemetry tracing; it also exports Prometheus /metrics and keeps a spend log)",
+            )
+    return on
 
 
 def _provider_and_model(params: Fields, upstream: str) -> tuple[str | None, str]:

@@ -162,6 +162,36 @@ class SpendSettings:
     prices_file: str | None = None
 
 
+DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
+
+
+@dataclass(frozen=True, slots=True)
+class OtelSettings:
+    """OpenTelemetry tracing (``otel:``): off unless enabled; spans go out over OTLP/HTTP (protobuf).
+
+    The endpoint, headers and service name are resolved when the config is read, from the
+    section or else the standard ``OTEL_*`` environment variables, so what is shown is what is used.
+    """
+
+    enabled: bool = False
+    endpoint: str = DEFAULT_OTLP_TRACES_ENDPOINT
+    """The full OTLP/HTTP traces URL (``…/v1/traces``)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Sent with every export (a collector's or vendor's token): never shown, never logged."""
+    service_name: str = "keystile"
+    sample_rate: float = 1.0
+    """Share of new traces recorded (0–1); a client's ``traceparent`` decides for the traces it continues."""
+    attempt_spans: bool = True
+    """A child span per upstream attempt (so a failed attempt and its retry are both visible)."""
+
+    def __repr__(self) -> str:  # header values are credentials
+        names = ", ".join(name for name, _ in self.headers)
+        return (
+            f"OtelSettings(enabled={self.enabled}, endpoint={self.endpoint!r}, headers=[{names}], "
+            f"service_name={self.service_name!r}, sample_rate={self.sample_rate}, attempt_spans={self.attempt_spans})"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     deployments: tuple[Deployment, ...] = ()
@@ -172,6 +202,7 @@ class Settings:
     router: RouterSettings = field(default_factory=RouterSettings)
     spend: SpendSettings = field(default_factory=SpendSettings)
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    otel: OtelSettings = field(default_factory=OtelSettings)
     default_max_tokens: int = 4096
     """``max_tokens`` sent to Anthropic when an OpenAI client omits it."""
     key_cache_ttl: float = 60.0

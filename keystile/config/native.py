@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from fnmatch import fnmatchcase
-
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from keystile.accounting.pricing import load_price_table
 from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
@@ -14,6 +15,7 @@ from keystile.config.model import (
     PROVIDERS,
     ROUTING_STRATEGIES,
     Deployment,
+    OtelSettings,
     RouterSettings,
     ServerSettings,
     Settings,
@@ -25,7 +27,7 @@ from keystile.config.source import Fields, Source
 from keystile.upstream.proxy import ProxyRules
 from keystile.upstream.tls import ca_bundles, tls_context
 
-TOP_LEVEL = ("master_key", "database_url", "redis_url", "server", "models", "router", "spend", "upstream",
+TOP_LEVEL = ("master_key", "database_url", "redis_url", "server", "models", "router", "spend", "upstream", "otel",
              "default_max_tokens", "key_cache_ttl", "store_outage_grace", "log_level")
 
 
@@ -48,16 +50,18 @@ def read_native(source: Source) -> Settings:
     return settings
 
 
-def read_gateway_settings(f: Fields) -> dict[str, Any]:
+def read_gateway_settings(f: Fields, *, otel_enabled: bool = False) -> dict[str, Any]:
     """The ``Settings`` fields that are not about models or routing, as keyword arguments.
 
-    The native format reads them from its top level, a LiteLLM config from its ``keystile:`` section.
+    The native format reads them from its top level, a LiteLLM config from its ``keystile:`` section
+    (``otel_enabled``: LiteLLM's ``callbacks: ["otel"]`` asked for tracing, unless ``otel.enabled`` says otherwise).
     """
     return {
         "redis_url": f.string("redis_url") or None,
         "server": read_server(f.sub("server")),
         "spend": read_spend(f.sub("spend")),
         "upstream": read_upstream(f.sub("upstream")),
+        "otel": read_otel(f.sub("otel"), enabled=otel_enabled),
         "default_max_tokens": f.integer("default_max_tokens", 4096, minimum=1) or 4096,
         "key_cache_ttl": f.duration("key_cache_ttl", 60.0) or 60.0,
         "store_outage_grace": _num(f.duration("store_outage_grace", 300.0), 300.0),
@@ -247,6 +251,95 @@ def read_upstream(f: Fields) -> UpstreamSettings:
     )
     f.warn_unknown(("max_header_bytes", "max_body_bytes", "ca_bundle"))
     return upstream
+
+
+OTEL_EXTRA = "pip install 'keystile[otel]'"
+_TRACES_PATH = "/v1/traces"
+_OTEL_FIELDS = ("enabled", "endpoint", "traces_endpoint", "headers", "service_name", "sample_rate", "attempt_spans")
+
+
+def read_otel(f: Fields, *, enabled: bool = False) -> OtelSettings:
+    """``otel:``; what it leaves out comes from the standard ``OTEL_*`` environment variables
+    (and LiteLLM's ``OTEL_ENDPOINT`` / ``OTEL_HEADERS``), read here so the settings say what is used."""
+    d = OtelSettings()
+    env = f.source.env
+    enabled = f.boolean("enabled", enabled)
+    traces_endpoint = f.string("traces_endpoint")
+    endpoint = f.string("endpoint")
+    where = f.path + (("traces_endpoint",) if traces_endpoint else ("endpoint",))
+    if traces_endpoint is None and endpoint is not None:
+        traces_endpoint = _traces_url(endpoint)
+    if traces_endpoint is None:
+        traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+    if traces_endpoint is None:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_ENDPOINT")
+        traces_endpoint = _traces_url(base) if base else d.endpoint
+    if urlsplit(traces_endpoint).scheme not in ("http", "https") or not urlsplit(traces_endpoint).netloc:
+        f.source.problem(where, f"the OTLP endpoint must be an http:// or https:// URL, got {traces_endpoint[:200]!r}")
+    headers = _env_headers(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or env.get("OTEL_HEADERS") or ""
+    )
+    configured = f.sub("headers")
+    for name in configured.data:
+        value = configured.string(name)
+        if value is not None:
+            headers[name.strip().lower()] = value
+    rate = f.number("sample_rate", d.sample_rate)
+    if rate is None or rate > 1:
+        f.source.problem(f.path + ("sample_rate",), f"must be between 0 and 1, got {rate}")
+        rate = d.sample_rate
+    otel = OtelSettings(
+        enabled=enabled,
+        endpoint=traces_endpoint,
+        headers=tuple(headers.items()),
+        service_name=f.string("service_name") or env.get("OTEL_SERVICE_NAME") or d.service_name,
+        sample_rate=rate,
+        attempt_spans=f.boolean("attempt_spans", d.attempt_spans),
+    )
+    f.warn_unknown(_OTEL_FIELDS)
+    if enabled:
+        _check_otel_installed(f)
+        protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        if protocol and protocol != "http/protobuf":
+            f.source.warn(
+                f.path,
+                f"keystile exports spans over OTLP http/protobuf only; OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is ignored "
+                "(point the endpoint at the collector's OTLP/HTTP port, usually 4318)",
+            )
+    return otel
+
+
+def _traces_url(base: str) -> str:
+    """An OTLP base URL (as ``OTEL_EXPORTER_OTLP_ENDPOINT``) → its traces URL; one that already ends
+    in ``/v1/traces`` is kept (a common way of writing it, which LiteLLM accepts too)."""
+    base = base.strip().rstrip("/")
+    return base if base.endswith(_TRACES_PATH) else base + _TRACES_PATH
+
+
+def _env_headers(raw: str) -> dict[str, str]:
+    """``name=value,name2=value2`` (values URL-encoded), the OTLP exporter's header variable format."""
+    out: dict[str, str] = {}
+    for item in raw.split(","):
+        name, sep, value = item.partition("=")
+        if sep and name.strip():
+            out[unquote(name.strip()).lower()] = unquote(value.strip())
+    return out
+
+
+def _check_otel_installed(f: Fields) -> None:
+    """Tracing is on: the SDK and the OTLP exporter must be importable (looked up, not imported)."""
+    for module in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            f.source.problem(
+                f.path + ("enabled",),
+                f"tracing is on but the OpenTelemetry SDK and OTLP exporter are not installed ({module} is missing): "
+                f"{OTEL_EXTRA}",
+            )
+            return
 
 
 def _int(value: int | None, default: int) -> int:

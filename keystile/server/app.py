@@ -100,6 +100,8 @@ class Gateway:
         self.store_health = StoreHealth(self.metrics)
         self.shared: SharedState | None = None
         """Redis-backed counters, budgets and key broadcast, when ``redis_url`` is set."""
+        self.tracing: Tracing | None = None
+        """OpenTelemetry spans of each request, when ``otel.enabled`` (the SDK is imported only then)."""
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._revision = 0
@@ -123,6 +125,11 @@ class Gateway:
         self.accountant = Accountant(self.authorizer, self.writer, self.metrics, self.clock.now, settings.spend.prices_file)
         self.reserver = Reserver(self.accountant.price, self.router.concrete, settings.default_max_tokens)
         """Each admitted request's worst case, held in its budgets and tpm limits while it runs."""
+        if settings.otel.enabled:
+            from keystile.tracing.spans import Tracing  # the OpenTelemetry SDK is an optional dependency
+
+            self.tracing = Tracing(settings.otel)
+            self.inference.trace_with(self.tracing)
         self.writer.start()
         self.access_log.start()
         self._revision = await self.store.auth_revision()
@@ -136,6 +143,8 @@ class Gateway:
             log.warning("shutting down with %d request(s) still unaccounted", self.inference.in_flight)
         await stop_tasks(*self._tasks)
         await self.access_log.stop()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # exports the spans still queued
         if self.writer is not None:
             await self.writer.close()
         self.metrics.fold()
@@ -207,6 +216,7 @@ class Gateway:
 
 if TYPE_CHECKING:
     from keystile.server.scaleout import SharedState
+    from keystile.tracing.spans import Tracing
 
 
 def print_generated_master_key(raw: str) -> None:

@@ -67,6 +67,7 @@ from keystile.upstream.errors import UpstreamConnectError, UpstreamError, Upstre
 
 if TYPE_CHECKING:
     from keystile.server.app import Gateway
+    from keystile.tracing.spans import Tracing
 
 log = logging.getLogger("keystile.inference")
 
@@ -87,6 +88,8 @@ PIPELINE_HEADERS = CREDENTIAL_HEADER_NAMES | {
     b"anthropic-beta",
     b"x-keystile-max-retries",
     b"x-keystile-timeout",
+    b"traceparent",  # read only when tracing is on; never forwarded upstream
+    b"tracestate",
 }
 
 
@@ -124,6 +127,15 @@ class InferenceHandler:
         """Deployment id → its upstream timeouts when the request sets none (they come from the config)."""
         self.in_flight = 0
         """Admitted requests whose accounting has not finished (``drained`` waits for none)."""
+        self.call_type: type[_Call] = _Call
+        self.tracing: Tracing | None = None
+
+    def trace_with(self, tracing: "Tracing") -> None:
+        """Tracing is on: each request runs as a ``TracedCall`` (spans written when it is over)."""
+        from keystile.server.traced import TracedCall
+
+        self.tracing = tracing
+        self.call_type = TracedCall
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         started = time.time()
@@ -162,6 +174,7 @@ class InferenceHandler:
                     reserve=lambda: gw.reserver(request.body, group, request.model, generates=request.operation is Operation.GENERATE),
                 )
         except GatewayError as error:
+            request_id = None
             if identity is None or endpoint.operation is Operation.COUNT_TOKENS:
                 await send_error(send, fmt, error)
                 gw.access_log.request(
@@ -175,13 +188,17 @@ class InferenceHandler:
                     error=error.message,
                 )
             else:
-                await self._refuse(send, fmt, error, identity, request, started, t0, scope["path"])
+                request_id = await self._refuse(send, fmt, error, identity, request, started, t0, scope["path"])
+            if self.tracing is not None:
+                from keystile.server.traced import trace_refusal
+
+                trace_refusal(gw, scope, endpoint, error, identity, request, request_id, started, t0)
             return
         except ClientDisconnected:
             return
 
         watch = DisconnectWatch(receive)
-        call = _Call(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch, scope["path"])
+        call = self.call_type(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch, scope["path"])
         self.in_flight += 1
         try:
             await call.run()
@@ -225,8 +242,8 @@ class InferenceHandler:
         started: float,
         t0: float,
         route: str,
-    ) -> None:
-        """Answer a refusal after authentication, and log it (cost 0) under the caller's key."""
+    ) -> str:
+        """Answer a refusal after authentication, and log it (cost 0) under the caller's key; returns its request id."""
         request_id = next_request_id()
         await send_error(send, fmt, error, [(b"x-keystile-request-id", request_id.encode())])
         model = request.model if request is not None else ""
@@ -253,6 +270,7 @@ class InferenceHandler:
             latency=perf_counter() - t0,
             stream=request.stream if request is not None else False,
         )
+        return request_id
 
 
 def scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[int, dict[bytes, bytes]]:
@@ -418,8 +436,9 @@ class _Call:
             except UpstreamError as exc:
                 self.upstream_wait += perf_counter() - asked
                 failure = UpstreamFailure(error=_upstream_error(exc, deployment))
-                gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
-                self._attempt_failed(deployment, _describe_exception(exc))
+                error_type = type(exc).__name__
+                gw.metrics.upstream_errors.labels(deployment.id, error_type).inc()
+                self._attempt_failed(deployment, _describe_exception(exc), error_type)
                 # No first byte in time: the upstream has the request (and the plan knows whether
                 # the client's own shortened timeout is to blame rather than the deployment).
                 timed_out = isinstance(exc, UpstreamTimeout) and exc.phase == "first_byte"
@@ -443,7 +462,7 @@ class _Call:
                 self.upstream_wait += perf_counter() - asked
                 failure = UpstreamFailure(None, response.status, error_body, wire, response.headers)
                 gw.metrics.upstream_errors.labels(deployment.id, str(response.status)).inc()
-                self._attempt_failed(deployment, f"HTTP {response.status}")
+                self._attempt_failed(deployment, f"HTTP {response.status}", str(response.status))
                 if response.status in RETRYABLE_STATUS:
                     await self._backoff(plan.failed(retry_after=_retry_after(response)))
                     continue
@@ -460,12 +479,17 @@ class _Call:
                     await self._relay_body(response, wire, asked)
             except _RetryableBodyFailure as exc:
                 failure = exc.failure
-                self._attempt_failed(deployment, failure.error.message if failure.error else f"in-band error {failure.status}")
+                self._attempt_failed(
+                    deployment,
+                    failure.error.message if failure.error else f"in-band error {failure.status}",
+                    str(failure.error.status if failure.error else failure.status),
+                )
                 await self._backoff(plan.failed(received=exc.received))
                 continue
             return
 
-    def _attempt_failed(self, deployment: Deployment, cause: str) -> None:
+    def _attempt_failed(self, deployment: Deployment, cause: str, error_type: str) -> None:
+        """``error_type``: the upstream's HTTP status, or the failure's class (tracing's ``error.type``)."""
         self.causes.append(f"{deployment.id}: {cause}")
         log.warning("request %s: attempt %d on %s failed: %s", self.request_id, self.plan.attempts, deployment.id, cause)  # type: ignore[union-attr]
 
