@@ -290,6 +290,40 @@ def test_nothing_secret_or_written_by_anyone_is_in_the_exported_bytes(gateway, r
     assert "could not write" not in log and "Failed to export" not in log
 
 
+def test_gemini_and_translated_chat_clients_spans_read_their_own_answers(gateway, receiver):
+    key = gateway.create_key(key_alias="tracing-formats")
+    # Gemini, with the key in ?key= (Google's way): the query string is never part of a span
+    gemini = httpx.post(
+        f"{gateway.url}/v1beta/models/claude-test:generateContent?key={key}",
+        json={"contents": [{"role": "user", "parts": [{"text": PROMPT}]}], "generationConfig": {"maxOutputTokens": 40, "topP": 0.5}},
+        timeout=10,
+    )
+    assert gemini.status_code == 200
+    answer = gemini.json()
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:  # Chat → Anthropic, translated
+        raw = client.chat.completions.with_raw_response.create(model="claude-test", messages=[{"role": "user", "content": PROMPT}])
+    chat_id = raw.headers["x-keystile-request-id"]
+    completion = raw.parse()
+    gemini_id = gemini.headers["x-keystile-request-id"]
+    spans = receiver.wait_for(lambda spans: all(request_span(spans, i) for i in (gemini_id, chat_id)))
+
+    found = attributes(request_span(spans, gemini_id))
+    assert request_span(spans, gemini_id).name == "generate_content claude-test"
+    assert found["gen_ai.operation.name"] == "generate_content" and found["keystile.client_format"] == "gemini"
+    assert found["url.path"] == "/v1beta/models/claude-test:generateContent"
+    assert (found["gen_ai.request.max_tokens"], found["gen_ai.request.top_p"]) == (40, 0.5)
+    assert found["gen_ai.response.finish_reasons"] == [answer["candidates"][0]["finishReason"]]
+    assert found["gen_ai.response.model"] == answer["modelVersion"]
+    assert found["gen_ai.usage.output_tokens"] == answer["usageMetadata"]["candidatesTokenCount"]
+
+    found = attributes(request_span(spans, chat_id))
+    assert found["keystile.client_format"] == "openai" and found["gen_ai.provider.name"] == "anthropic"
+    assert (found["gen_ai.response.id"], found["gen_ai.response.model"]) == (completion.id, completion.model)
+    assert found["gen_ai.response.finish_reasons"] == [completion.choices[0].finish_reason]
+    assert found["gen_ai.usage.output_tokens"] == completion.usage.completion_tokens
+    assert key.encode() not in receiver.raw() and PROMPT.encode() not in receiver.raw()
+
+
 @pytest.fixture()
 def other_receiver() -> Iterator[OtlpReceiver]:
     server = OtlpReceiver()
