@@ -290,6 +290,12 @@ def test_a_refused_request_has_its_status_as_error_type_and_nothing_it_did_not_d
     }
 
 
+def test_what_a_client_wrote_in_model_or_path_is_cut_short():
+    trace = finished(requested_model="m" * 5000, route="/v1beta/models/" + "m" * 5000 + ":generateContent", deployment=None, attempts=[])
+    found = request_attributes(trace)
+    assert found["gen_ai.request.model"] == "m" * 256 and len(found["url.path"]) == 256
+
+
 def test_gemini_clients_generate_content_and_embeddings_are_embeddings():
     gemini = finished(client=ApiFormat.GEMINI, body={}, stream=False)
     assert request_attributes(gemini)["gen_ai.operation.name"] == "generate_content"

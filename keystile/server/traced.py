@@ -30,9 +30,11 @@ log = logging.getLogger("keystile.tracing")
 
 
 class TracedCall(_Call):
+    """``_Call`` that also notes attempts, timings, cost and the answer's ends for its spans."""
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.tracing: "Tracing" = self.gw.tracing  # type: ignore[attr-defined]
+        self.tracing: "Tracing" = self.h.tracing  # type: ignore[assignment]  # set: this class runs only then
         self.attempt_traces: list[AttemptTrace] = []
         self.attempt_began = 0.0
         self.cost: float | None = None

@@ -49,6 +49,8 @@ _HOST_PROVIDERS = {
 _GOOGLE_PROVIDERS = ("gcp.gemini", "gcp.vertex_ai")
 _MAX_NAME = 128
 """Longest model name, id or finish reason copied from an answer (they are short; a longer one is cut)."""
+_MAX_CLIENT_TEXT = 256
+"""Longest model name or path copied from a request: a client may send anything there."""
 ANSWER_PARSE_LIMIT = 4 << 20
 """A non-streaming answer larger than this is not parsed again for its model and finish reasons."""
 
@@ -155,14 +157,14 @@ def operation_name(operation: Operation, google: bool) -> str:
 def request_span_name(trace: RequestTrace) -> str:
     """``{gen_ai.operation.name} {gen_ai.request.model}``, as the convention names inference spans."""
     name = operation_name(trace.operation, trace.client is ApiFormat.GEMINI)
-    return f"{name} {trace.requested_model}" if trace.requested_model else name
+    return f"{name} {trace.requested_model[:_MAX_CLIENT_TEXT]}" if trace.requested_model else name
 
 
 def attempt_span_name(trace: RequestTrace, attempt: AttemptTrace) -> str:
     deployment = attempt.deployment
     name = operation_name(trace.operation, provider_name(deployment) in _GOOGLE_PROVIDERS)
     model = deployment.model or trace.requested_model
-    return f"{name} {model}" if model else name
+    return f"{name} {model[:_MAX_CLIENT_TEXT]}" if model else name
 
 
 # --- attributes ---------------------------------------------------------------------------------
@@ -173,14 +175,14 @@ def request_attributes(trace: RequestTrace) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": operation_name(trace.operation, trace.client is ApiFormat.GEMINI),
         "http.request.method": "POST",
-        "url.path": trace.route,
+        "url.path": trace.route[:_MAX_CLIENT_TEXT],
         "keystile.client_format": trace.client.value,
         "keystile.attempts": len(trace.attempts),
     }
     if trace.status:
         attributes["http.response.status_code"] = trace.status
     if trace.requested_model:
-        attributes["gen_ai.request.model"] = trace.requested_model
+        attributes["gen_ai.request.model"] = trace.requested_model[:_MAX_CLIENT_TEXT]
     deployment = trace.deployment
     if deployment is not None:
         provider = provider_name(deployment)
@@ -250,7 +252,7 @@ def attempt_attributes(trace: RequestTrace, attempt: AttemptTrace, number: int) 
     }
     model = deployment.model or trace.requested_model
     if model:
-        attributes["gen_ai.request.model"] = model
+        attributes["gen_ai.request.model"] = model[:_MAX_CLIENT_TEXT]
     host, port = server_of(deployment)
     if host:
         attributes["server.address"] = host

@@ -324,6 +324,29 @@ def test_gemini_and_translated_chat_clients_spans_read_their_own_answers(gateway
     assert key.encode() not in receiver.raw() and PROMPT.encode() not in receiver.raw()
 
 
+def test_hostile_trace_headers_start_a_new_trace_and_change_nothing_else(gateway, receiver):
+    key = gateway.create_key(key_alias="tracing-hostile")
+    ids = []
+    for traceparent, tracestate in (
+        ("x" * 10_000, "y" * 10_000),  # far past any real header (within max_header_bytes)
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "=,=,"),  # all-zero trace id: invalid
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "a=b"),  # version ff: invalid
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", "\u00e9=1"),  # version 00 has four fields
+    ):
+        response = httpx.post(
+            f"{gateway.url}/v1/messages",
+            json={"model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": key, "traceparent": traceparent.encode(), "tracestate": tracestate.encode()},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        ids.append(response.headers["x-keystile-request-id"])
+    spans = receiver.wait_for(lambda spans: all(request_span(spans, i) for i in ids))
+    for request_id in ids:
+        span = request_span(spans, request_id)
+        assert span.trace_id.hex() != TRACE_ID and not span.parent_span_id and span.trace_state == ""
+
+
 @pytest.fixture()
 def other_receiver() -> Iterator[OtlpReceiver]:
     server = OtlpReceiver()
