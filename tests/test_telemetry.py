@@ -106,6 +106,14 @@ def test_the_standard_otel_environment_variables_fill_what_the_section_leaves_ou
     assert (written.endpoint, written.service_name) == ("http://mine:4318/v1/traces", "gw")
 
 
+def test_a_bad_otel_variable_matters_only_when_tracing_is_on(tmp_path):
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}  # set for another program
+    assert load(tmp_path, MODELS, env).otel.enabled is False
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, MODELS + "otel: {enabled: true}\n", env)
+    assert "http:// or https://" in info.value.problems[0] and "collector:4317" in info.value.problems[0]
+
+
 def test_litellm_otel_variables_are_honoured_too(tmp_path):
     # LiteLLM's own names for the same thing (its otel callback reads them)
     env = {"OTEL_ENDPOINT": "http://jaeger:4318/v1/traces", "OTEL_HEADERS": "api-key=abc"}

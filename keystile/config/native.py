@@ -274,7 +274,8 @@ def read_otel(f: Fields, *, enabled: bool = False) -> OtelSettings:
     if traces_endpoint is None:
         base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_ENDPOINT")
         traces_endpoint = _traces_url(base) if base else d.endpoint
-    if urlsplit(traces_endpoint).scheme not in ("http", "https") or not urlsplit(traces_endpoint).netloc:
+    written = f.has("endpoint") or f.has("traces_endpoint")  # a variable meant for other programs matters only when on
+    if (enabled or written) and (urlsplit(traces_endpoint).scheme not in ("http", "https") or not urlsplit(traces_endpoint).netloc):
         f.source.problem(where, f"the OTLP endpoint must be an http:// or https:// URL, got {traces_endpoint[:200]!r}")
     headers = _env_headers(
         env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or env.get("OTEL_HEADERS") or ""
