@@ -290,7 +290,7 @@ def test_nothing_secret_or_written_by_anyone_is_in_the_exported_bytes(gateway, r
     assert "could not write" not in log and "Failed to export" not in log
 
 
-def test_gemini_and_translated_chat_clients_spans_read_their_own_answers(gateway, receiver):
+def test_gemini_chat_and_responses_clients_spans_read_their_own_answers(gateway, receiver):
     key = gateway.create_key(key_alias="tracing-formats")
     # Gemini, with the key in ?key= (Google's way): the query string is never part of a span
     gemini = httpx.post(
@@ -302,10 +302,14 @@ def test_gemini_and_translated_chat_clients_spans_read_their_own_answers(gateway
     answer = gemini.json()
     with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:  # Chat → Anthropic, translated
         raw = client.chat.completions.with_raw_response.create(model="claude-test", messages=[{"role": "user", "content": PROMPT}])
-    chat_id = raw.headers["x-keystile-request-id"]
-    completion = raw.parse()
+        chat_id = raw.headers["x-keystile-request-id"]
+        completion = raw.parse()
+        with client.responses.with_streaming_response.create(model="gpt-test", input=PROMPT, stream=True) as streamed:
+            responses_id = streamed.headers["x-keystile-request-id"]
+            events = list(streamed.parse())
+    final = [e.response for e in events if e.type == "response.completed"][-1]
     gemini_id = gemini.headers["x-keystile-request-id"]
-    spans = receiver.wait_for(lambda spans: all(request_span(spans, i) for i in (gemini_id, chat_id)))
+    spans = receiver.wait_for(lambda spans: all(request_span(spans, i) for i in (gemini_id, chat_id, responses_id)))
 
     found = attributes(request_span(spans, gemini_id))
     assert request_span(spans, gemini_id).name == "generate_content claude-test"
@@ -321,6 +325,12 @@ def test_gemini_and_translated_chat_clients_spans_read_their_own_answers(gateway
     assert (found["gen_ai.response.id"], found["gen_ai.response.model"]) == (completion.id, completion.model)
     assert found["gen_ai.response.finish_reasons"] == [completion.choices[0].finish_reason]
     assert found["gen_ai.usage.output_tokens"] == completion.usage.completion_tokens
+    found = attributes(request_span(spans, responses_id))  # Responses client, translated to Chat
+    assert found["keystile.client_format"] == "responses" and found["gen_ai.request.stream"] is True
+    assert (found["gen_ai.response.id"], found["gen_ai.response.model"]) == (final.id, final.model)
+    assert found["gen_ai.response.finish_reasons"] == [final.status] == ["completed"]
+    assert found["gen_ai.usage.output_tokens"] == final.usage.output_tokens
+
     assert key.encode() not in receiver.raw() and PROMPT.encode() not in receiver.raw()
 
 
