@@ -451,8 +451,9 @@ class _Call:
                 except UpstreamTooLarge as exc:  # an error page over upstream.max_body_bytes
                     self.upstream_wait += perf_counter() - asked
                     failure = UpstreamFailure(error=_upstream_error(exc, deployment))
-                    gw.metrics.upstream_errors.labels(deployment.id, type(exc).__name__).inc()
-                    self._attempt_failed(deployment, _describe_exception(exc))
+                    error_type = type(exc).__name__
+                    gw.metrics.upstream_errors.labels(deployment.id, error_type).inc()
+                    self._attempt_failed(deployment, _describe_exception(exc), error_type)
                     await self._backoff(plan.failed())
                     continue
                 except UpstreamError as exc:
@@ -605,7 +606,7 @@ class _Call:
                 self.usage = error.usage
             elif error.from_model and operation is Operation.GENERATE:
                 self.usage = usage_of_cut_stream(Usage(), 1, self._estimate_input)
-            self._attempt_failed(self.deployment, error.message)  # type: ignore[arg-type]
+            self._attempt_failed(self.deployment, error.message, type(error).__name__)  # type: ignore[arg-type]
             self.plan.failed()  # type: ignore[union-attr]  # counts against the deployment; not retried: it may have run
             raise
         generation = operation is Operation.GENERATE

@@ -235,6 +235,24 @@ def test_a_retry_shows_as_a_failed_attempt_then_the_one_that_streamed(gateway, r
     assert attributes(served)["gen_ai.response.time_to_first_chunk"] > 0
 
 
+def test_an_answer_keystile_cannot_read_is_a_failed_attempt_and_a_502(gateway, receiver, upstream):
+    upstream.set_faults([{"match": {"model": "claude-sonnet-4-5-20250929"}, "times": 1,
+                          "action": {"type": "status", "status": 200, "body": "<html>a proxy's page</html>",
+                                     "headers": {"content-type": "text/html"}}}])
+    key = gateway.create_key(key_alias="tracing-unreadable")
+    response = httpx.post(
+        f"{gateway.url}/v1/messages", json={"model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-api-key": key}, timeout=10,
+    )
+    assert response.status_code == 502
+    request_id = response.headers["x-keystile-request-id"]
+    spans = receiver.wait_for(lambda spans: request_span(spans, request_id) is not None)
+    span = request_span(spans, request_id)
+    assert attributes(span)["error.type"] == "502" and span.status.code == Status.STATUS_CODE_ERROR
+    [attempt] = children(spans, span)
+    assert attributes(attempt)["error.type"] == "UnreadableAnswer" and attempt.status.code == Status.STATUS_CODE_ERROR
+
+
 def test_refused_requests_have_spans_that_say_why(gateway, receiver):
     anonymous = httpx.post(
         f"{gateway.url}/v1/messages", json={"model": "claude-test", "max_tokens": 8, "messages": []},
