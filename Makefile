@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 install-test: $(VENV)/.installed-test
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[postgres,redis,otel,test]'
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[postgres,redis,otel,bedrock,vertex,test]'
 	@touch $@
 
 run: install

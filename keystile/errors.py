@@ -26,7 +26,9 @@ decides the HTTP status and how the body looks to each client:
 
 OpenAI Responses clients get OpenAI's shape. Gemini clients get Google's
 ``{"error":{"code":<status>,"message","status":<canonical name>}}``, the name picked by status
-(``GOOGLE_STATUS``).
+(``GOOGLE_STATUS``). Vertex rawPredict clients get Anthropic's shape (what Vertex relays from
+Claude). Bedrock clients get AWS's ``{"message": …}`` with the error's name in the
+``x-amzn-ErrorType`` header (``BEDROCK_ERROR_TYPE``, by status).
 
 Budget refusals are 400 on purpose: retrying cannot help, so no SDK should retry them (they
 retry 429 and 5xx), Anthropic itself answers an exhausted credit balance with 400
@@ -175,6 +177,41 @@ def google_status(status: int) -> str:
     return "INTERNAL" if status >= 500 else "UNKNOWN"
 
 
+# The AWS error name Bedrock pairs with each HTTP status (InvokeModel's documented errors).
+BEDROCK_ERROR_TYPE = {
+    400: "ValidationException",
+    401: "UnrecognizedClientException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    413: "ValidationException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+    504: "ModelTimeoutException",
+    529: "ServiceUnavailableException",
+}
+
+
+def bedrock_error_type(status: int) -> str:
+    name = BEDROCK_ERROR_TYPE.get(status)
+    if name is not None:
+        return name
+    return "ValidationException" if 400 <= status < 500 else "InternalServerException"
+
+
+def error_headers(fmt: ApiFormat, status: int, upstream: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
+    """Headers an error response carries in ``fmt`` besides its body: Bedrock's ``x-amzn-ErrorType``
+    (the upstream's own when it is a Bedrock answer relayed as is, ``upstream``)."""
+    if fmt is not ApiFormat.BEDROCK:
+        return []
+    for name, value in upstream or ():
+        if name == b"x-amzn-errortype":
+            return [(name, value)]
+    return [(b"x-amzn-errortype", bedrock_error_type(status).encode())]
+
+
 def error_body(
     fmt: ApiFormat,
     kind: ErrorKind,
@@ -184,10 +221,13 @@ def error_body(
     code: str | None = None,
     status: int | None = None,
 ) -> dict:
-    """Anthropic: ``{"type":"error","error":{type,message}}``; OpenAI (Chat and Responses):
-    ``{"error":{message,type,param,code}}``; Gemini: ``{"error":{code,message,status}}``."""
-    if fmt is ApiFormat.ANTHROPIC:
+    """Anthropic (and Vertex): ``{"type":"error","error":{type,message}}``; OpenAI (Chat and
+    Responses): ``{"error":{message,type,param,code}}``; Gemini: ``{"error":{code,message,status}}``;
+    Bedrock: ``{"message"}``."""
+    if fmt is ApiFormat.ANTHROPIC or fmt is ApiFormat.VERTEX:
         return {"type": "error", "error": {"type": kind.anthropic_type, "message": message}}
+    if fmt is ApiFormat.BEDROCK:
+        return {"message": message}
     if fmt is ApiFormat.GEMINI:
         http = status or kind.status
         return {"error": {"code": http, "message": message, "status": google_status(http)}}

@@ -166,16 +166,16 @@ def test_a_provider_keystile_does_not_serve_yet_skips_its_deployment_with_a_warn
           - model_name: claude
             litellm_params: {model: anthropic/claude-sonnet-4-5}
           - model_name: claude
-            litellm_params: {model: bedrock/anthropic.claude-sonnet-4-5-v1:0, aws_region_name: us-east-1}
-          - model_name: gemini
-            litellm_params: {model: vertex_ai/gemini-2.5-pro}
+            litellm_params: {model: sagemaker/jumpstart-claude-endpoint, aws_region_name: us-east-1}
+          - model_name: command
+            litellm_params: {model: cohere/command-r-plus}
         """
     settings = load(tmp_path, text, env={"ANTHROPIC_API_KEY": "sk-ant-x"})
     assert [(d.model_name, d.provider) for d in settings.deployments] == [("claude", "anthropic")]
     skipped = [w for w in settings.warnings if "not served by keystile yet" in w]
     assert len(skipped) == 2
-    assert "keystile.yaml:5:" in skipped[0] and "'bedrock'" in skipped[0] and "'claude' deployment is skipped" in skipped[0]
-    assert "'vertex_ai'" in skipped[1]
+    assert "keystile.yaml:5:" in skipped[0] and "'sagemaker'" in skipped[0] and "'claude' deployment is skipped" in skipped[0]
+    assert "'cohere'" in skipped[1]
 
 
 # Settings from LiteLLM's documented general_settings / litellm_settings / router_settings

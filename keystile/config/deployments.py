@@ -7,6 +7,7 @@ spellings (``stream_timeout``, ``extra_headers``, ``region_name``) are accepted 
 
 from __future__ import annotations
 
+from keystile.config.clouds import CLOUD_FIELDS, CloudTarget, bedrock_target, gemini_target, vertex_target
 from keystile.config.model import Deployment, PriceOverride
 from keystile.config.presets import OPENAI_COMPATIBLE, openai_base_url
 from keystile.config.source import Fields
@@ -28,7 +29,9 @@ DEPLOYMENT_FIELDS = frozenset(
         "output_cost_per_token", "cache_creation_input_token_cost", "cache_read_input_token_cost",
         "format", "id", "base_model", "wire_api",
     }
-)
+) | CLOUD_FIELDS
+MOCK_FORMATS = ("auto", "anthropic", "openai", "gemini", "bedrock", "vertex")
+_CLOUD_TARGETS = {"bedrock": bedrock_target, "gemini": gemini_target}
 
 
 def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, index: int) -> Deployment:
@@ -43,8 +46,15 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
     key_env = DEFAULT_KEY_ENV.get(provider)
     if preset is not None:
         provider, key_env = "openai", preset.key_env
+    cloud: CloudTarget | None = None
+    if provider == "vertex_ai":
+        cloud = vertex_target(f)
+    elif provider in _CLOUD_TARGETS:
+        cloud = _CLOUD_TARGETS[provider](f, model)
     api_base = f.string("api_base")
-    if api_base is not None:
+    if cloud is not None:
+        api_base = cloud.api_base
+    elif api_base is not None:
         api_base = api_base.rstrip("/")
         if not api_base.startswith(("http://", "https://")):
             source.problem(f.path + ("api_base",), f"must start with http:// or https://, got {api_base!r}")
@@ -62,7 +72,7 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
     else:
         api_base = DEFAULT_API_BASE.get(provider)
 
-    api_key = f.string("api_key")
+    api_key = f.string("api_key") if cloud is None else cloud.api_key
     custom_openai_base = provider == "openai" and preset is None and api_base != DEFAULT_API_BASE["openai"]
     if api_key is None and key_env and not custom_openai_base:
         api_key = source.env.get(key_env) or None
@@ -71,7 +81,7 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
     prices = _prices(f)
     wire_format = None
     if provider == "mock":
-        wire_format = f.choice("format", ("auto", "anthropic", "openai"), "auto")
+        wire_format = f.choice("format", MOCK_FORMATS, "auto")
         wire_format = None if wire_format == "auto" else wire_format
 
     wire_api = "chat"
@@ -103,12 +113,14 @@ def read_deployment(f: Fields, *, model_name: str, provider: str, model: str, in
         stream_idle_timeout=f.duration("stream_idle_timeout") or f.duration("stream_timeout"),
         max_retries=f.integer("max_retries"),
         tags=f.strings("tags"),
-        region=f.string("region") or f.string("region_name"),
+        region=cloud.region if cloud is not None else f.string("region") or f.string("region_name"),
         headers=headers,
         prices=prices,
         base_model=f.string("base_model"),
         wire_format=wire_format,
         wire_api=wire_api,
+        aws=cloud.aws if cloud is not None else None,
+        vertex=cloud.vertex if cloud is not None else None,
         source_line=source.line(f.path),
     )
 

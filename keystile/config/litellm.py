@@ -21,13 +21,25 @@ from collections import ChainMap
 from dataclasses import replace
 from typing import Any
 
+from keystile.config.clouds import not_served
 from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
 from keystile.config.model import DEFAULT_DATABASE_URL, RouterSettings, Settings
 from keystile.config.native import KEYSTILE_SECTION, read_fallbacks, read_gateway_settings, read_router
 from keystile.config.presets import LITELLM_PROVIDERS, OPENAI_COMPATIBLE
 from keystile.config.source import Fields, Source
 
-_DIRECT_PROVIDERS = {"anthropic": "anthropic", "openai": "openai", "azure": "azure", "text-completion-openai": "openai"}
+_DIRECT_PROVIDERS = {
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "azure": "azure",
+    "text-completion-openai": "openai",
+    "bedrock": "bedrock",
+    "vertex_ai": "vertex_ai",
+    "gemini": "gemini",
+}
+# LiteLLM's Bedrock model strings may name the Bedrock API first (bedrock/invoke/…, bedrock/converse/…);
+# keystile calls InvokeModel for both.
+_BEDROCK_ROUTES = ("invoke/", "converse/")
 _STRATEGIES = {
     "simple-shuffle": "weighted",
     "least-busy": "least_busy",
@@ -88,6 +100,11 @@ _PARAM_INSTEAD = {
     "drop_params": _INSTEAD["drop_params"],
     "order": "deployments of a group share traffic by weight; there is no order of preference",
     "max_budget": "keystile has no per-deployment budgets; give keys, users and teams budgets",
+    **{
+        name: "keystile signs with what botocore's credential chain finds: put role_arn / source_profile "
+        "(or web_identity_token_file) in an AWS profile and name it in aws_profile_name"
+        for name in ("aws_role_name", "aws_session_name", "aws_web_identity_token", "aws_sts_endpoint", "aws_external_id")
+    },
 }
 
 
@@ -139,6 +156,14 @@ def read_litellm(source: Source) -> Settings:
         provider, model = _provider_and_model(params, upstream)
         if model == "*":
             model = ""  # "anthropic/*": the requested name goes upstream as-is
+        if provider == "bedrock" and model.startswith(_BEDROCK_ROUTES):
+            if model.startswith("converse/"):
+                source.warn(params.path + ("model",), "keystile calls Bedrock's InvokeModel API, not Converse, for Anthropic models")
+            model = model.split("/", 1)[1]
+        reason = not_served(provider, model)
+        if reason is not None:
+            source.warn(params.path + ("model",), f"{reason}; the {name!r} deployment is skipped")
+            continue
         if provider is None:
             source.problem(params.path + ("model",), f"cannot tell the provider of {upstream!r}; write it as provider/model (anthropic/…, openai/…, azure/…)")
             continue

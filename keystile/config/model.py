@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from keystile.accounting.pricing import PriceOverride
 from keystile.upstream.proxy import ProxyRules
 
-PROVIDERS = ("anthropic", "openai", "azure", "mock")
+PROVIDERS = ("anthropic", "openai", "azure", "bedrock", "vertex_ai", "gemini", "mock")
 
 DEFAULT_DATABASE_URL = "sqlite:///keystile.db"
 DEFAULT_HOST = "127.0.0.1"
@@ -29,13 +29,40 @@ def is_pattern(name: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class AwsCredentials:
+    """How a ``bedrock`` deployment signs its requests (SigV4); all None: the standard AWS chain."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    profile: str | None = None
+
+    def __repr__(self) -> str:  # the secret must never reach a log line or traceback
+        return f"AwsCredentials(profile={self.profile!r}, static={self.access_key_id is not None})"
+
+
+@dataclass(frozen=True, slots=True)
+class VertexTarget:
+    """Where a ``vertex_ai`` deployment lives and whose Google credentials it uses."""
+
+    project: str
+    location: str
+    credentials: str | None = None
+    """A service-account JSON file's path, or its JSON text; None: Application Default Credentials."""
+
+    def __repr__(self) -> str:
+        return f"VertexTarget({self.project!r}, {self.location!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     """One upstream endpoint serving a public model name; several form a model group."""
 
     model_name: str
     """The public name clients send in ``model``."""
     provider: str
-    """``anthropic`` | ``openai`` (incl. any OpenAI-compatible server) | ``azure`` | ``mock``."""
+    """``anthropic`` | ``openai`` (incl. any OpenAI-compatible server) | ``azure`` | ``bedrock`` |
+    ``vertex_ai`` | ``gemini`` | ``mock``."""
     model: str
     """The upstream's model id (for Azure: the deployment name)."""
     id: str = ""
@@ -62,10 +89,15 @@ class Deployment:
     """The model whose price applies when ``model`` is a free-form name (an Azure deployment
     name, a fine-tune): LiteLLM's ``model_info.base_model``, e.g. ``gpt-4o``."""
     wire_format: str | None = None
-    """Only for ``mock``: answer in ``anthropic`` or ``openai`` format; None = the client's."""
+    """Only for ``mock``: answer in this ``ApiFormat``'s value (``anthropic``, ``openai``, ``gemini``,
+    ``bedrock``, ``vertex``); None = the client's."""
     wire_api: str = "chat"
     """OpenAI-type deployments: ``chat`` (``/chat/completions`` only), ``responses`` (``/responses``
     only) or ``both`` (Responses clients go to ``/responses``, the others to ``/chat/completions``)."""
+    aws: AwsCredentials | None = None
+    """``bedrock`` deployments signed with SigV4 (None with an ``api_key``: a Bedrock API key, sent as Bearer)."""
+    vertex: VertexTarget | None = None
+    """``vertex_ai`` deployments: project, location, credentials."""
     source_line: int | None = None
 
     def __repr__(self) -> str:  # api_key must never show up in a log line or traceback

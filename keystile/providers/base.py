@@ -42,6 +42,8 @@ class UpstreamCall:
     timeouts: Timeouts
     query: bytes = b""
     """Query parameters for the upstream, from the client's through an allow-list (``?beta=true``)."""
+    client: ApiFormat | None = None
+    """The client's format: a Bedrock upstream keeps a Bedrock client's own ``anthropic_beta`` list."""
 
 
 class UpstreamResponse(Protocol):

@@ -2,8 +2,10 @@
 
 A first-class provider like the others — it is what ``make run``'s default config serves,
 so a newcomer gets an answer without credentials or internet. It speaks the client's own
-format unless the deployment sets ``format``, and shares its replies with the mock
-upstream HTTP server (``keystile.testing.upstream``) through ``mock_replies``.
+format (Messages or Chat; every other client — Responses, Gemini, Bedrock, Vertex — is
+answered in Messages through the hub) unless the deployment sets ``format`` (``anthropic``,
+``openai``, ``gemini``, ``bedrock``, ``vertex``: answer as that upstream would), and shares its
+replies with the mock upstream HTTP server (``keystile.testing.upstream``) through ``mock_replies``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ import orjson
 from keystile.apiformat import ApiFormat
 from keystile.config.model import Deployment
 from keystile.errors import ErrorKind, GatewayError
-from keystile.providers import mock_replies
+from keystile.providers import mock_replies, mock_replies_gemini
 from keystile.providers.base import Operation, UpstreamCall
 
 _SSE = b"text/event-stream"
 _JSON = b"application/json"
+_EVENTSTREAM = b"application/vnd.amazon.eventstream"
 _request_ids = itertools.count(1)
 _NATIVE = (ApiFormat.ANTHROPIC, ApiFormat.OPENAI)
+_SPOKEN = frozenset({ApiFormat.ANTHROPIC, ApiFormat.OPENAI, ApiFormat.GEMINI, ApiFormat.BEDROCK, ApiFormat.VERTEX})
 
 
 class MockResponse:
@@ -67,7 +71,7 @@ class MockProvider:
         return client if client in _NATIVE else ApiFormat.ANTHROPIC
 
     def supports(self, operation: Operation, wire: ApiFormat) -> bool:
-        return wire in _NATIVE
+        return wire in _SPOKEN
 
     async def send(self, call: UpstreamCall) -> MockResponse:
         try:
@@ -79,7 +83,17 @@ class MockProvider:
             return MockResponse(200, _JSON, [orjson.dumps(mock_replies.openai_embeddings(body))])
         if operation is Operation.COUNT_TOKENS:
             return MockResponse(200, _JSON, [orjson.dumps(mock_replies.anthropic_count_tokens(body))])
-        anthropic = call.wire is ApiFormat.ANTHROPIC
+        wire = call.wire
+        model = call.deployment.model
+        if wire is ApiFormat.GEMINI:
+            if call.stream:
+                return MockResponse(200, _SSE, mock_replies_gemini.gemini_stream(body, model, auto_tools=False))
+            return MockResponse(200, _JSON, [orjson.dumps(mock_replies_gemini.gemini_response(body, model, auto_tools=False))])
+        if wire is ApiFormat.BEDROCK or wire is ApiFormat.VERTEX:  # Messages without the model in the body
+            body = {**body, "model": model}
+            if call.stream and wire is ApiFormat.BEDROCK:
+                return MockResponse(200, _EVENTSTREAM, mock_replies.bedrock_frames(mock_replies.anthropic_stream(body, auto_tools=False)))
+        anthropic = wire is not ApiFormat.OPENAI
         # Tools are called only when tool_choice forces one: a demo client such as Claude Code
         # sends many tools with every turn and should get an answer, not placeholder calls.
         if call.stream:

@@ -33,6 +33,7 @@ from typing import Literal
 import orjson
 
 from keystile.accounting.usage import Usage
+from keystile.eventstream import encode_message
 from keystile.sse import encode_event
 
 CacheMode = Literal["read", "write", "none"]
@@ -651,3 +652,34 @@ def _list(value: object) -> list:
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+# ---------------------------------------------------------------------------------------
+# Bedrock: the Messages stream in AWS event-stream frames
+
+
+def bedrock_frames(events: list[bytes]) -> list[bytes]:
+    """Messages SSE events as Bedrock's InvokeModelWithResponseStream frames them: one ``chunk``
+    per event, ``{"bytes": base64(<event JSON>), "p": <padding>}``, and the invocation metrics
+    Bedrock adds to ``message_stop``."""
+    frames = []
+    headers = {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"}
+    input_tokens = output_tokens = 0
+    for raw in events:
+        data = raw.split(b"data: ", 1)[1].rstrip(b"\n")
+        payload = orjson.loads(data)
+        if payload.get("type") == "message_start":
+            input_tokens = payload["message"]["usage"].get("input_tokens", 0)
+        elif payload.get("type") == "message_delta":
+            output_tokens = payload.get("usage", {}).get("output_tokens", 0)
+        elif payload.get("type") == "message_stop":
+            payload["amazon-bedrock-invocationMetrics"] = {
+                "inputTokenCount": input_tokens,
+                "outputTokenCount": output_tokens,
+                "invocationLatency": 1,
+                "firstByteLatency": 1,
+            }
+            data = orjson.dumps(payload)
+        chunk = {"bytes": base64.b64encode(data).decode(), "p": "abcdefghijklmnopqrstuvwxyz"[: 1 + len(frames) % 26]}
+        frames.append(encode_message(headers, orjson.dumps(chunk)))
+    return frames

@@ -30,8 +30,11 @@ from keystile.logs import setup_logging
 from keystile.metrics import Metrics
 from keystile.providers.anthropic import AnthropicProvider
 from keystile.providers.base import Provider, upstream_client
+from keystile.providers.bedrock import BedrockProvider
+from keystile.providers.gemini import GeminiProvider
 from keystile.providers.mock import MockProvider
 from keystile.providers.openai import AzureOpenAIProvider, OpenAIProvider
+from keystile.providers.vertex import VertexProvider
 from keystile.limits.reservation import Reserver
 from keystile.routing.router import Router
 from keystile.server import admin, catalog
@@ -84,6 +87,9 @@ class Gateway:
             "anthropic": AnthropicProvider(self.upstream),
             "openai": OpenAIProvider(self.upstream),
             "azure": AzureOpenAIProvider(self.upstream),
+            "bedrock": BedrockProvider(self.upstream),
+            "vertex_ai": VertexProvider(self.upstream),
+            "gemini": GeminiProvider(self.upstream),
             "mock": MockProvider(),
         }
         self.ledger = Ledger()

@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping
 import orjson
 
 from keystile.apiformat import ApiFormat
-from keystile.errors import ErrorKind, GatewayError
+from keystile.errors import ErrorKind, GatewayError, error_headers
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -89,6 +89,7 @@ async def send_error(send: Send, fmt: ApiFormat, error: GatewayError, headers: I
     status = error.status
     if 400 <= status < 500 and status not in _RETRYABLE_4XX:
         extra.append(_NO_RETRY)
+    extra += error_headers(fmt, status)
     await send_bytes(send, status, error.render(fmt), [JSON_TYPE, *extra, *headers])
 
 

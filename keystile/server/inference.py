@@ -32,12 +32,12 @@ import orjson
 from keystile.accounting.meters import usage_of_cut_stream
 from keystile.accounting.spend import next_request_id
 from keystile.accounting.usage import Usage
-from keystile.apiformat import ApiFormat
+from keystile.apiformat import ANTHROPIC_FAMILY, ApiFormat
 from keystile.auth import Identity
 from keystile.config.model import Deployment
 from keystile.credentials import CREDENTIAL_HEADER_NAMES, UpstreamCredential, credentials_from
-from keystile.errors import ErrorKind, GatewayError
-from keystile.formats import FORMATS
+from keystile.errors import ErrorKind, GatewayError, error_headers
+from keystile.formats import EVENT_FORMAT, FORMATS, HEADERS_IN_BODY, PARSERS, STREAM_HEADERS
 from keystile.formats.base import ClientRequest
 from keystile.formats.checks import model_name, optional_bool, quote
 from keystile.limits.authorize import Grant, quota_headers
@@ -57,7 +57,6 @@ from keystile.server.http import (
     send_error,
 )
 from keystile.server.relay import Relay, make_relay
-from keystile.sse import SSEParser
 from keystile.translate.claude_code import without_billing_header
 from keystile.translate.count_tokens import estimate_input_tokens
 from keystile.translate.errors import error_kind_of, translate_error_body
@@ -154,6 +153,8 @@ class InferenceHandler:
             credentials = credentials_from(seen, query_key)
             identity = await gw.authenticator.authenticate(credentials)
             request = read_request(await read_body(receive, self.max_body, _content_length(seen)), endpoint, scope)
+            if fmt in HEADERS_IN_BODY:  # Bedrock: the betas ride in the body
+                seen = HEADERS_IN_BODY[fmt](request.body, seen)
             group = gw.router.group(request.model)
             if group is None:
                 raise GatewayError(
@@ -429,6 +430,7 @@ class _Call:
                 self.upstream_credential if deployment.forward_client_credentials else None,
                 self._timeouts(deployment, timeout),
                 upstream_query(self.request.query, wire),
+                self.fmt,  # client
             )
             asked = perf_counter()
             try:
@@ -546,7 +548,7 @@ class _Call:
             body = FORMATS[wire].forward(request, deployment.model)
         else:
             hub = self._hub(deployment)
-            if wire is not ApiFormat.ANTHROPIC:
+            if wire not in ANTHROPIC_FAMILY:
                 hub = without_billing_header(hub)
             body = FORMATS[wire].from_hub(hub, upstream_model=deployment.model, stream=request.stream)
         return orjson.dumps(body)
@@ -614,8 +616,8 @@ class _Call:
             self.usage = FORMATS[wire].usage(obj)
         # Only generations feed the latency average: a token count or an embedding is not comparable.
         self._served(latency if generation else None, self.usage.total_tokens)
-        if wire is not self.fmt and operation is not Operation.EMBEDDINGS:
-            data = self._translate_response(obj, wire)
+        if wire is not self.fmt and operation is not Operation.EMBEDDINGS and not (wire in ANTHROPIC_FAMILY and self.fmt in ANTHROPIC_FAMILY):
+            data = self._translate_response(obj, wire)  # (Messages answers are the same in Bedrock's and Vertex's envelopes)
         if self.gw.settings.spend.log_content:
             self.response_content = data[:_MAX_CONTENT_LOG].decode("utf-8", "replace")
         self.status = response.status
@@ -637,7 +639,7 @@ class _Call:
         relay = make_relay(self.request, wire, self.deployment.model)  # type: ignore[union-attr]
         self.relay = relay
         send = self.send
-        headers = [*SSE_HEADERS, *self._response_headers(response)]
+        headers = [*STREAM_HEADERS.get(self.fmt, SSE_HEADERS), *self._response_headers(response)]
         iterator = response.__aiter__()
         # The first chunk is awaited before answering, so a failure here can still be retried.
         try:
@@ -732,6 +734,7 @@ class _Call:
                 failure.body, failure.status, upstream=failure.wire, client=self.fmt
             )
             passed = [(n, v) for n, v in failure.headers or () if n in _PASSED_HEADERS]
+            passed += error_headers(self.fmt, failure.status, failure.headers if failure.wire is self.fmt else None)
             await self.finish()
             await send_bytes(self.send, failure.status, body, [*headers, *passed])
             return
@@ -906,7 +909,12 @@ def _stream_start_failure(first: bytes, wire: ApiFormat) -> UpstreamFailure | No
     An upstream's own in-band error keeps its status and body (passed on unmodified if the
     last attempt ends the same way); a client error (None) is relayed in-band as it is.
     """
-    for event in SSEParser().feed(first + b"\n\n"):
+    parser = PARSERS[wire]()
+    try:
+        events = parser.feed(first) + parser.close()
+    except ValueError:  # a malformed frame (Bedrock's event stream)
+        events = []
+    for event in events:
         try:
             data = orjson.loads(event.data)
         except orjson.JSONDecodeError:
@@ -917,7 +925,7 @@ def _stream_start_failure(first: bytes, wire: ApiFormat) -> UpstreamFailure | No
         status = kind.status if kind is not None else ErrorKind.UPSTREAM_ERROR.status
         if status not in RETRYABLE_STATUS:
             return None
-        return UpstreamFailure(status=status, body=event.data, wire=wire)
+        return UpstreamFailure(status=status, body=event.data, wire=EVENT_FORMAT.get(wire, wire))
     return UpstreamFailure(error=GatewayError(ErrorKind.UPSTREAM_ERROR, "The upstream's stream broke before its first event."))
 
 

@@ -1,10 +1,13 @@
-"""Relays: turn an upstream SSE stream into the client's stream, event by event.
+"""Relays: turn an upstream stream into the client's stream, event by event.
 
 Each relay takes upstream bytes as they arrive and returns the bytes to send the client
 now — complete events only, never held back longer than it takes to see an event's end.
+Upstream bytes are split into events by the wire format's parser: SSE, or Bedrock's AWS
+event-stream frames (``formats.PARSERS``).
 
-- ``PassthroughRelay`` (same format on both sides) forwards each event's exact bytes while
-  the format's watch reads usage and notices the end and in-band errors.
+- ``PassthroughRelay`` (same format on both sides, or Messages and Vertex, whose streams are
+  the same) forwards each event's exact bytes while the format's watch reads usage and
+  notices the end and in-band errors.
 - ``TranslatingRelay`` runs the upstream's decoder (its format → Anthropic events, the hub)
   and the client's encoder (hub → its format); either may be the identity.
 
@@ -21,8 +24,8 @@ import orjson
 
 from keystile.accounting.usage import Usage
 from keystile.errors import ErrorKind
-from keystile.apiformat import ApiFormat
-from keystile.formats import FORMATS
+from keystile.apiformat import ANTHROPIC_SHAPED, ApiFormat
+from keystile.formats import FORMATS, PARSERS
 from keystile.formats.base import ClientRequest, PassthroughWatch, StreamDecoder, StreamEncoder
 from keystile.formats.checks import looks_like_json_object
 from keystile.sse import SSEParser
@@ -58,8 +61,8 @@ class PassthroughRelay:
 
     __slots__ = ("parser", "watch", "stream_error", "done", "failed", "error_status")
 
-    def __init__(self, watch: PassthroughWatch, stream_error: Callable[[int, str], bytes]) -> None:
-        self.parser = SSEParser()
+    def __init__(self, watch: PassthroughWatch, stream_error: Callable[[int, str], bytes], parser: SSEParser | None = None) -> None:
+        self.parser = parser or SSEParser()
         self.watch = watch
         self.stream_error = stream_error
         self.done = False
@@ -120,8 +123,8 @@ class TranslatingRelay:
 
     __slots__ = ("parser", "hub", "decoder", "encoder", "done", "failed", "error_status", "content_events")
 
-    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder) -> None:
-        self.parser = SSEParser()
+    def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder, parser: SSEParser | None = None) -> None:
+        self.parser = parser or SSEParser()
         self.hub = SSEParser()
         self.decoder = decoder
         self.encoder = encoder
@@ -194,9 +197,9 @@ class TranslatingRelay:
 def make_relay(request: ClientRequest, wire: ApiFormat, upstream_model: str) -> Relay:
     """The relay from an upstream speaking ``wire`` to the client that sent ``request``."""
     client = FORMATS[request.fmt]
-    if wire is request.fmt:
-        return PassthroughRelay(client.Watch(request), client.stream_error)
-    return TranslatingRelay(FORMATS[wire].Decoder(upstream_model), client.Encoder(request))
+    if wire is request.fmt or (wire, request.fmt) in ANTHROPIC_SHAPED:
+        return PassthroughRelay(client.Watch(request), client.stream_error, PARSERS[wire]())
+    return TranslatingRelay(FORMATS[wire].Decoder(upstream_model), client.Encoder(request), PARSERS[wire]())
 
 
 def _status_of(data: bytes) -> int:

@@ -1,9 +1,12 @@
 """Which inference route a path is: its client format, its operation, and what the path itself says.
 
-Most routes are fixed paths (a dict lookup). Azure OpenAI and Gemini name the model in the
-path (``/openai/deployments/{deployment}/chat/completions``,
-``/v1beta/models/{model}:streamGenerateContent``); those are matched by pattern only when
-the fixed lookup misses, so the common routes cost one dict lookup.
+Most routes are fixed paths (a dict lookup). Azure OpenAI, Gemini, Bedrock and Vertex name the
+model in the path (``/openai/deployments/{deployment}/chat/completions``,
+``/v1beta/models/{model}:streamGenerateContent``, ``/model/{id}/invoke-with-response-stream``,
+``…/publishers/anthropic/models/{model}:streamRawPredict``); those are matched by pattern only
+when the fixed lookup misses, so the common routes cost one dict lookup. Gemini, Bedrock and
+Vertex paths are found behind any prefix a client's base URL adds (``/bedrock/model/…``,
+``/vertex/v1/projects/…``).
 """
 
 from __future__ import annotations
@@ -28,12 +31,20 @@ FIXED: dict[str, Endpoint] = {
 
 # /openai/deployments/{deployment}/chat/completions?api-version=… (openai.AzureOpenAI)
 _AZURE = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
-# /v1beta/models/{model}:generateContent, also Vertex style /v1beta1/publishers/google/models/…,
-# behind any path prefix a client's base URL adds (/gw/gemini/v1beta/…).
+# /v1beta/models/{model}:generateContent, also Vertex style /v1beta1/publishers/google/models/…
+# and /v1/projects/{p}/locations/{l}/publishers/google/models/…, behind any path prefix a
+# client's base URL adds (/gw/gemini/v1beta/…).
 _GEMINI = re.compile(
-    r"^(?:/.*)?/(?:v1|v1beta|v1beta1|v1alpha)/(?:publishers/google/)?models/([^/:]+):"
+    r"^(?:/.*)?/(?:v1|v1beta|v1beta1|v1alpha)/(?:projects/[^/]+/locations/[^/]+/)?(?:publishers/google/)?models/([^/:]+):"
     r"(generateContent|streamGenerateContent|countTokens)$"
 )
+# Bedrock: /model/{id}/invoke[-with-response-stream]; an id may hold slashes once its %2F is
+# decoded (an inference-profile ARN), so it runs to the last segment.
+_BEDROCK = re.compile(r"^(?:/.*?)?/model/(.+)/(invoke|invoke-with-response-stream)$")
+_BEDROCK_SUFFIXES = ("/invoke", "/invoke-with-response-stream")
+# Vertex: …/projects/{p}/locations/{l}/publishers/anthropic/models/{model}:rawPredict | :streamRawPredict;
+# a token count is the model "count-tokens" with :rawPredict.
+_VERTEX = re.compile(r"^(?:/.*)?/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/([^/]+):(rawPredict|streamRawPredict)$")
 _GEMINI_METHODS = {
     "generateContent": (Operation.GENERATE, False),
     "streamGenerateContent": (Operation.GENERATE, True),
@@ -50,6 +61,17 @@ def match_endpoint(path: str) -> Endpoint | None:
         if match is not None:
             operation = Operation.GENERATE if match.group(2) == "chat/completions" else Operation.EMBEDDINGS
             return Endpoint(ApiFormat.OPENAI, operation, model=unquote(match.group(1)))
+    elif path.endswith(_BEDROCK_SUFFIXES):
+        match = _BEDROCK.match(path)
+        if match is not None:
+            return Endpoint(ApiFormat.BEDROCK, Operation.GENERATE, model=unquote(match.group(1)), stream=match.group(2) != "invoke")
+    elif path.endswith("Predict"):
+        match = _VERTEX.match(path)
+        if match is not None:
+            model = unquote(match.group(1))
+            if model == "count-tokens":  # the model is named in the body
+                return Endpoint(ApiFormat.VERTEX, Operation.COUNT_TOKENS)
+            return Endpoint(ApiFormat.VERTEX, Operation.GENERATE, model=model, stream=match.group(2) == "streamRawPredict")
     elif ":" in path:
         match = _GEMINI.match(path)
         if match is not None:

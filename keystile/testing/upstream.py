@@ -17,6 +17,14 @@ Routes (anything else is a 404 in the caller's format):
     POST /v1/responses, /responses           OpenAI Responses (JSON or SSE; stateless: a previous_response_id is a 404)
     POST /v1beta/models/{m}:generateContent, :streamGenerateContent?alt=sse, :countTokens
                                              Gemini (needs x-goog-api-key or Bearer)
+    POST /model/{id}/invoke, /model/{id}/invoke-with-response-stream
+                                             AWS Bedrock (Bearer API key, or SigV4 checked with botocore;
+                                             AWS event-stream frames; see ``testing.clouds``)
+    POST /v1/projects/{p}/locations/{l}/publishers/anthropic/models/{m}:rawPredict, :streamRawPredict
+         …/publishers/anthropic/models/count-tokens:rawPredict
+         …/publishers/google/models/{m}:generateContent, :streamGenerateContent?alt=sse, :countTokens
+                                             Vertex AI (needs a token from /token, unexpired, or x-goog-api-key)
+    POST /token                              a fake OAuth token endpoint for google-auth service accounts
     GET  /v1/models, /models                 Anthropic shape if anthropic-version is sent
 
 Control API (never recorded):
@@ -29,7 +37,7 @@ Control API (never recorded):
     DELETE /_mock/faults        no faults
     GET    /_mock/stats         counters, incl. open connections and closes by peer
     GET    /_mock/connections   open and recently closed connections
-    POST   /_mock/reset         requests, faults and counters back to empty
+    POST   /_mock/reset         requests, faults and counters back to empty (and tokens, their lifetime)
 
 A fault rule: ``{"match": {"path", "model", "header": [name, value?], "stream", "method"},
 "times": N, "action": {"type": ...}}``; every match field is optional and they are AND-ed;
@@ -62,13 +70,15 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Coroutine
+from urllib.parse import unquote
 
 import httptools
 import orjson
 
 from keystile.apiformat import ApiFormat
-from keystile.errors import ErrorKind, error_body, kind_for_status
+from keystile.errors import ErrorKind, error_body, error_headers, kind_for_status
 from keystile.providers import mock_replies, mock_replies_gemini, mock_replies_responses
+from keystile.testing.clouds import BEDROCK_PATH, VERTEX_PATH, TokenIssuer, bedrock_auth_error, bedrock_body_error, vertex_body_error
 
 try:  # uvloop is a dependency, but the server works on plain asyncio too
     import uvloop
@@ -87,6 +97,11 @@ _CACHEABLE_BODY = 64 * 1024
 MESSAGES, COUNT_TOKENS, CHAT, EMBEDDINGS, MODELS = "messages", "count_tokens", "chat", "embeddings", "models"
 RESPONSES = "responses"
 GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT = "generateContent", "streamGenerateContent", "countTokens"
+BEDROCK_INVOKE, BEDROCK_STREAM = "invoke", "invoke-with-response-stream"
+VERTEX_RAW, VERTEX_STREAM_RAW = "rawPredict", "streamRawPredict"
+TOKEN = "token"
+_EVENTSTREAM = b"application/vnd.amazon.eventstream"
+_BEDROCK, _VERTEX = ApiFormat.BEDROCK, ApiFormat.VERTEX
 _GEMINI_PATH = re.compile(rb"^/(?:v1|v1beta)/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 _ROUTES: dict[bytes, tuple[str, ApiFormat, bytes]] = {
     b"/v1/messages": (MESSAGES, _ANTHROPIC, b"POST"),
@@ -314,10 +329,11 @@ _DEFAULT_MESSAGES = {
 
 
 def _error(fmt: ApiFormat, kind: ErrorKind, message: str, request_id: str, status: int | None = None) -> Answer:
-    body = error_body(fmt, kind, message)
+    status = status or kind.status
+    body = error_body(fmt, kind, message, status=status)
     if fmt is _ANTHROPIC:
         body["request_id"] = request_id
-    return Answer(status or kind.status, orjson.dumps(body))
+    return Answer(status, orjson.dumps(body), headers=error_headers(fmt, status))
 
 
 def _models_answer(request: Request) -> Answer:
@@ -350,6 +366,31 @@ def _generate(
         return _error(fmt, ErrorKind.INVALID_REQUEST, "The request body is not valid JSON.", request_id)
     if kind in (GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT):
         return _generate_gemini(kind, body, azure_model or "gemini", cache_mode, request_id, auto_tools)
+    if kind in (BEDROCK_INVOKE, BEDROCK_STREAM):
+        problem = bedrock_body_error(body)
+        if problem is not None:
+            return _error(_BEDROCK, ErrorKind.INVALID_REQUEST, problem, request_id)
+        body = {**body, "model": azure_model, "stream": kind == BEDROCK_STREAM}
+        answer = _generate(MESSAGES, _ANTHROPIC, body, cache_mode, None, request_id, auto_tools)
+        if answer.status != 200:  # Bedrock says it in its own shape
+            message = orjson.loads(answer.body)["error"]["message"]
+            return _error(_BEDROCK, ErrorKind.INVALID_REQUEST, f"Malformed input request: {message}", request_id)
+        if kind == BEDROCK_STREAM:
+            return Answer(200, events=mock_replies.bedrock_frames(answer.events or []), content_type=_EVENTSTREAM)
+        return answer
+    if kind in (VERTEX_RAW, VERTEX_STREAM_RAW):
+        problem = vertex_body_error(body)
+        if problem is not None:
+            return _error(_VERTEX, ErrorKind.INVALID_REQUEST, problem, request_id)
+        body = {k: v for k, v in body.items() if k != "anthropic_version"}
+        if azure_model == "count-tokens":
+            if "model" not in body:
+                return _error(_VERTEX, ErrorKind.INVALID_REQUEST, "model: Field required", request_id)
+            return Answer(200, orjson.dumps(mock_replies.anthropic_count_tokens(body)))
+        if "model" in body:
+            return _error(_VERTEX, ErrorKind.INVALID_REQUEST, "model: Extra inputs are not permitted", request_id)
+        body = {**body, "model": azure_model, "stream": kind == VERTEX_STREAM_RAW}
+        return _generate(MESSAGES, _ANTHROPIC, body, cache_mode, None, request_id, auto_tools)
     if azure_model is not None and "model" not in body:
         body = {**body, "model": azure_model}
     if kind == RESPONSES:
@@ -432,6 +473,8 @@ class MockUpstream:
         self._cache: dict[tuple, Answer] = {}
         self._server: asyncio.AbstractServer | None = None
         self.counters = self._zero_counters()
+        self.tokens = TokenIssuer()
+        """Vertex AI's OAuth tokens: ``lifetime``, ``public_keys`` of service accounts, ``issued``."""
 
     @staticmethod
     def _zero_counters() -> dict[str, int]:
@@ -484,7 +527,12 @@ class MockUpstream:
         self.faults = []
 
     def stats(self) -> dict:
-        return {**self.counters, "connections_open": len(self._connections), "recorded": len(self._records)}
+        return {
+            **self.counters,
+            "connections_open": len(self._connections),
+            "recorded": len(self._records),
+            "tokens_issued": self.tokens.issued,
+        }
 
     def connections(self) -> list[dict]:
         return [c.describe() for c in self._connections.values()] + list(self._closed_connections)
@@ -492,6 +540,7 @@ class MockUpstream:
     def reset(self) -> None:
         self.clear_requests()
         self.clear_faults()
+        self.tokens.reset()
         self.counters = self._zero_counters()
         self._closed_connections.clear()
 
@@ -531,8 +580,10 @@ class MockUpstream:
             elif gemini is not None:
                 route = (gemini.group(2).decode(), ApiFormat.GEMINI, b"POST")
                 azure_model = gemini.group(1).decode("latin-1")
+            else:
+                route, azure_model = _cloud_route(request.path)
         fmt = route[1] if route and route[0] != MODELS else self._guess_format(request)
-        id_header = b"request-id" if fmt is _ANTHROPIC else b"x-request-id"
+        id_header = b"x-amzn-requestid" if fmt is _BEDROCK else b"request-id" if fmt is _ANTHROPIC or fmt is _VERTEX else b"x-request-id"
 
         if fault is not None and fault.kind == "close":
             conn.close()
@@ -559,13 +610,28 @@ class MockUpstream:
             return _error(fmt, ErrorKind.METHOD_NOT_ALLOWED, f"Method {request.method.decode()} not allowed", request_id)
         if kind == MODELS:
             return _models_answer(request)
-        if fmt is _ANTHROPIC:
+        if kind == TOKEN:
+            status, payload = self.tokens.issue(request.body)
+            return Answer(status, orjson.dumps(payload))
+        if kind in (BEDROCK_INVOKE, BEDROCK_STREAM):
+            refused = bedrock_auth_error(request.method, request.path, request.query, request.headers, request.body)
+            if refused is not None:
+                status, name, message = refused
+                return Answer(status, orjson.dumps({"message": message}), headers=[(b"x-amzn-errortype", name.encode())])
+        elif request.path.startswith(b"/v1/projects/"):  # Vertex AI: an OAuth token from /token, or an API key
+            if request.header(b"x-goog-api-key") is None and not self.tokens.valid(request.header(b"authorization")):
+                message = (
+                    "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                    "or other valid authentication credential."
+                )
+                return _error(ApiFormat.GEMINI, ErrorKind.AUTHENTICATION, message, request_id)
+        elif fmt is _ANTHROPIC:
             if request.header(b"x-api-key") is None and request.header(b"authorization") is None:
                 return _error(fmt, ErrorKind.AUTHENTICATION, "x-api-key header is required", request_id)
-        if fmt is ApiFormat.GEMINI:
+        if fmt is ApiFormat.GEMINI and not request.path.startswith(b"/v1/projects/"):
             if request.header(b"x-goog-api-key") is None and request.header(b"authorization") is None:
                 return _error(fmt, ErrorKind.AUTHENTICATION, "Method doesn't allow unregistered callers. Please use API Key.", request_id)
-        elif azure_model is not None:
+        elif azure_model is not None and request.path.startswith(b"/openai/"):
             if not request.query_param("api-version"):
                 return _error(fmt, ErrorKind.INVALID_REQUEST, "Missing required query parameter: api-version", request_id)
             if request.header(b"api-key") is None:
@@ -855,9 +921,13 @@ class _Connection(asyncio.Protocol):
             self.close(abort=True)
             return
         if kind == "malformed_after_events":
-            # Half an event whose data is not JSON, then a clean end of the stream.
-            name = b"event: content_block_delta\n" if events[0].startswith(b"event:") else b""
-            write(_chunk(name + b'data: {"type": "content_block_delta", "index": 0, "delta": {\n\n'))
+            if events[0][:1] == b"\x00":  # an event-stream frame whose checksum is wrong
+                frame = events[-1]
+                write(_chunk(frame[:-1] + bytes((frame[-1] ^ 1,))))
+            else:
+                # Half an event whose data is not JSON, then a clean end of the stream.
+                name = b"event: content_block_delta\n" if events[0].startswith(b"event:") else b""
+                write(_chunk(name + b'data: {"type": "content_block_delta", "index": 0, "delta": {\n\n'))
         if kind == "error_after_events":
             write(_chunk(_error_event(action.get("status", 529), events[0])))
         write(b"0\r\n\r\n")
@@ -914,8 +984,22 @@ def _head(answer: Answer, length: int | None, keep_alive: bool) -> bytes:
     return b"".join(parts)
 
 
+def _cloud_route(path: bytes) -> tuple[tuple[str, ApiFormat, bytes] | None, str | None]:
+    """(route, model named by the path) for Bedrock, Vertex AI and the token endpoint; (None, None) else."""
+    if path == b"/token":
+        return (TOKEN, _OPENAI, b"POST"), None
+    bedrock = BEDROCK_PATH.match(path)
+    if bedrock is not None:
+        return (bedrock.group(2).decode(), _BEDROCK, b"POST"), unquote(bedrock.group(1).decode("latin-1"))
+    vertex = VERTEX_PATH.match(path)
+    if vertex is not None:
+        fmt = _VERTEX if vertex.group(3) == b"anthropic" else ApiFormat.GEMINI
+        return (vertex.group(5).decode(), fmt, b"POST"), unquote(vertex.group(4).decode("latin-1"))
+    return None, None
+
+
 def _asks_to_stream(request: Request) -> bool:
-    if request.path.endswith(b":streamGenerateContent"):
+    if request.path.endswith((b":streamGenerateContent", b"/invoke-with-response-stream", b":streamRawPredict")):
         return True
     body = request.json()
     return isinstance(body, dict) and bool(body.get("stream"))
@@ -926,6 +1010,10 @@ def _error_event(status: int, first_event: bytes) -> bytes:
     in the format of the stream it breaks (told by that stream's first event)."""
     message = _DEFAULT_MESSAGES.get(status) or _reason(status).decode()
     kind = kind_for_status(status)
+    if first_event[:1] == b"\x00":  # Bedrock's event stream: an exception frame
+        from keystile.formats.bedrock import stream_error
+
+        return stream_error(status, message)
     if first_event.startswith(b"event: response."):  # OpenAI Responses: an error event
         payload = {"type": "error", "code": kind.openai_code, "message": message, "param": None}
         return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
@@ -988,6 +1076,14 @@ class MockUpstreamThread:
 
     def reset(self) -> None:
         self.call(self.server.reset)
+
+    def set_token_lifetime(self, seconds: float) -> None:
+        """How long the OAuth tokens the fake /token endpoint issues from now on live."""
+        self.call(setattr, self.server.tokens, "lifetime", seconds)
+
+    def trust_service_account(self, email: str, public_key: object) -> None:
+        """Check the JWT assertions of ``email`` with ``public_key`` (a ``cryptography`` RSA public key)."""
+        self.call(self.server.tokens.public_keys.__setitem__, email, public_key)
 
     def stop(self) -> None:
         if not self.thread.is_alive():

@@ -22,7 +22,7 @@ import re
 
 import orjson
 
-from keystile.apiformat import ApiFormat
+from keystile.apiformat import ANTHROPIC_FAMILY, ANTHROPIC_SHAPED, ApiFormat
 from keystile.errors import ErrorKind, error_body, kind_for_status
 
 _ANTHROPIC_TYPE_KIND = {
@@ -75,13 +75,17 @@ _TAG = re.compile(r"<[^>]+>")
 
 
 def translate_error_body(body: bytes, status: int, *, upstream: ApiFormat, client: ApiFormat) -> bytes:
-    """An upstream error response body in ``client``'s format; unchanged if the formats match."""
+    """An upstream error response body in ``client``'s format; unchanged if the formats match,
+    or if it is an Anthropic error going between Anthropic and Vertex (Vertex relays Claude's
+    errors as they are; its own, Google-shaped ones are translated)."""
     if upstream is client:
         return body
     try:
         parsed = orjson.loads(body) if body.strip() else None
     except orjson.JSONDecodeError:
         parsed = None
+    if (upstream, client) in ANTHROPIC_SHAPED and isinstance(parsed, dict) and parsed.get("type") == "error":
+        return body
     if parsed is None:
         return orjson.dumps(error_body(client, kind_for_status(status), _text_message(body, status)))
     return orjson.dumps(translate_error_object(parsed, status, upstream=upstream, client=client))
@@ -97,7 +101,7 @@ def translate_error_object(obj: object, status: int, *, upstream: ApiFormat, cli
         status = code  # vLLM puts the HTTP status in "code"
         code = None
     code_text = code if isinstance(code, str) else None
-    if upstream is ApiFormat.ANTHROPIC:
+    if upstream in ANTHROPIC_FAMILY:
         hinted = _ANTHROPIC_TYPE_KIND.get(err_type)
     else:
         hinted = _OPENAI_CODE_KIND.get(code_text) or _OPENAI_TYPE_KIND.get(err_type)
