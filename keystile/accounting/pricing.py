@@ -178,7 +178,7 @@ def canonical_model_name(model: str) -> str:
     return _candidates(model)[-1] if model else model
 
 
-_BEDROCK_PREFIX = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.")
+_BEDROCK_PREFIX = re.compile(r"^(?:[a-z][a-z-]{1,7}\.)?anthropic\.")  # us., eu., apac., global., us-gov.
 _BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)?$")
 _VERTEX_VERSION = re.compile(r"@[\w.-]*$")
 _BRACKET_SUFFIX = re.compile(r"\[[^\]]*\]$")

@@ -279,6 +279,9 @@ class KeystileApp:
             if path in ("/v1/models", "/models", "/v1beta/models") or path.startswith(("/v1/models/", "/models/", "/v1beta/models/")):
                 await catalog.models(self.gateway, scope, receive, send, path)
                 return
+            if path.endswith("/inference-profiles"):  # Claude Code's Bedrock mode, behind any prefix
+                await catalog.bedrock_inference_profiles(self.gateway, scope, receive, send)
+                return
             raise GatewayError(ErrorKind.NOT_FOUND, f"No route {method} {path}.")
         except GatewayError as error:
             await send_error(send, _error_format(scope, endpoint), error)

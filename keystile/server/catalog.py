@@ -137,3 +137,38 @@ def _limit(raw: str | None, default: int) -> int:
         return max(1, min(int(raw), 1000))
     except ValueError:
         return max(default, 1)
+
+
+async def bedrock_inference_profiles(gateway: "Gateway", scope: Scope, receive: Receive, send: Send) -> None:
+    """``GET /bedrock/inference-profiles``: Bedrock's ListInferenceProfiles, for Claude Code's Bedrock mode.
+
+    Claude Code asks it first to pick the ids of its default models; this answers with the
+    Bedrock-style names (``us.anthropic.claude-…``) the key may use, so it picks ids keystile
+    serves. A caller without a key (Claude Code's AWS client does not send
+    ``ANTHROPIC_CUSTOM_HEADERS``) gets AWS's 403, and Claude Code falls back to its built-in ids.
+    """
+    if scope["method"] != "GET":
+        await send_error(send, ApiFormat.BEDROCK, GatewayError(ErrorKind.METHOD_NOT_ALLOWED, "inference-profiles accepts GET."))
+        return
+    try:
+        identity = await gateway.authenticator.authenticate(resolve_credentials(scope["headers"]))
+    except GatewayError as error:
+        error = GatewayError(ErrorKind.PERMISSION, error.message) if error.status == 401 else error  # AWS answers 403
+        await send_error(send, ApiFormat.BEDROCK, error)
+        return
+    names = [name for name in visible_models(gateway, identity) if ".anthropic." in f".{name}"]
+    await send_json(send, 200, {"inferenceProfileSummaries": [_inference_profile(name) for name in names]})
+
+
+def _inference_profile(name: str) -> dict:
+    return {
+        "inferenceProfileName": name,
+        "inferenceProfileId": name,
+        "inferenceProfileArn": f"arn:aws:bedrock:us-east-1::inference-profile/{name}",
+        "description": f"{name}, served by keystile",
+        "models": [],
+        "status": "ACTIVE",
+        "type": "SYSTEM_DEFINED",
+        "createdAt": _CREATED_AT,
+        "updatedAt": _CREATED_AT,
+    }

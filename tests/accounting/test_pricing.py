@@ -51,6 +51,15 @@ COSTS = [
     ("text-embedding-3-large", usage(10 * M), 1.30),
     # OpenAI: a cache write costs the normal input price
     ("gpt-4.1-mini", usage(0, 0, M, 0), 0.40),
+    # Google's paid tier (prompts up to 200k tokens); cached input a tenth of input
+    ("gemini-2.5-pro", usage(100_000, 10_000, 0, 200_000), 0.125 + 0.10 + 0.025),
+    ("gemini-2.5-flash", usage(M, M), 0.30 + 2.50),
+    ("gemini-2.5-flash-lite", usage(2 * M, M), 0.20 + 0.40),
+    ("vertex_ai/gemini-3.1-pro-preview", usage(M, M, 0, M), 2 + 12 + 0.20),
+    ("gemini/gemini-3.5-flash", usage(M, M), 1.50 + 9.00),
+    # Claude on Bedrock and Vertex AI: Anthropic's prices
+    ("us.anthropic.claude-haiku-4-5-20251001-v1:0", usage(M, M), 1 + 5),
+    ("claude-sonnet-4-5@20250929", usage(M, M, M, M), 3 + 15 + 3.75 + 0.30),
     ("definitely-not-a-model", usage(M, M, M, M), 0.0),
 ]
 
@@ -95,6 +104,14 @@ ALIASES = [
     ("anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
     ("bedrock/us.anthropic.claude-3-5-haiku-20241022-v1:0", "claude-3-5-haiku"),
     ("global.anthropic.claude-haiku-4-5-20251001-v1:0", "claude-haiku-4-5"),
+    ("us-gov.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5"),
+    ("apac.anthropic.claude-sonnet-4-20250514-v1:0", "claude-sonnet-4"),
+    ("arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-opus-4-1-20250805-v1:0", "claude-opus-4-1"),
+    ("claude-opus-4-1@20250805", "claude-opus-4-1"),
+    ("vertex_ai/claude-haiku-4-5@20251001", "claude-haiku-4-5"),
+    ("models/gemini-2.5-flash", "gemini-2.5-flash"),
+    ("gemini-3.1-pro", "gemini-3.1-pro-preview"),
+    ("gemini-3-flash-preview", "gemini-3-flash"),
     ("gpt-4o-2024-08-06", "gpt-4o"),
     ("gpt-4o-2024-11-20", "gpt-4o"),
     ("openai/gpt-4o", "gpt-4o"),
@@ -222,7 +239,8 @@ def test_shipped_table_entries_are_sane() -> None:
     ["claude-opus-4-1", "claude-opus-4-5", "claude-sonnet-4", "claude-sonnet-4-5", "claude-haiku-4-5",
      "claude-3-5-haiku", "claude-3-haiku", "claude-3-7-sonnet", "gpt-4o", "gpt-4o-mini", "gpt-4.1",
      "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5-nano",
-     "text-embedding-3-small", "text-embedding-3-large"],
+     "text-embedding-3-small", "text-embedding-3-large", "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite",
+     "gemini-3.1-pro-preview", "gemini-3-flash"],
 )
 def test_shipped_table_covers_the_common_models(model: str) -> None:
     assert price_for(model) is not None
