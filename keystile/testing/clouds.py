@@ -148,7 +148,8 @@ class TokenIssuer:
         return expires is not None and time.time() < expires
 
     def reset(self) -> None:
-        self._tokens.clear()
+        """Counters and the lifetime back to their defaults; tokens already given out stay valid
+        (a gateway under test holds one across tests, as a client of Google would)."""
         self.issued = 0
         self.lifetime = 3600.0
 
