@@ -382,3 +382,27 @@ def test_a_failing_bedrock_deployment_falls_back_to_vertex(gateway, key, upstrea
     with bedrock_client(gateway, key) as client:
         with client.messages.stream(model="claude-failover", max_tokens=64, messages=[{"role": "user", "content": "hi there"}]) as events:
             assert events.get_final_text().startswith(HELLO)
+
+
+# --- the built-in mock provider (make run) -----------------------------------------------------------
+
+
+def test_make_runs_default_config_answers_claude_codes_cloud_modes_and_gemini(tmp_path):
+    from importlib import resources
+
+    default = resources.files("keystile").joinpath("default_config.yaml").read_text()
+    with cloud_gateway(default, workdir=tmp_path) as gw:
+        key = gw.create_key()
+        assert _bedrock(gw, key, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", True).startswith(HELLO)
+        assert _vertex(gw, key, "claude-sonnet-4-5@20250929", True).startswith(HELLO)
+        assert SURFACES["gemini"](gw, key, "gemini-2.5-pro", True).startswith(HELLO)
+
+
+@pytest.mark.parametrize("fmt", ["bedrock", "vertex", "gemini"])
+def test_the_mock_provider_answers_as_each_cloud_would(tmp_path, fmt):
+    config = f"models:\n  - name: m\n    provider: mock\n    model: mock-{fmt}\n    format: {fmt}\n"
+    with cloud_gateway(config, workdir=tmp_path) as gw:
+        key = gw.create_key()
+        for surface in ("messages", "chat", "bedrock", "vertex", "gemini"):
+            for stream in (False, True):
+                assert SURFACES[surface](gw, key, "m", stream).startswith(HELLO), (surface, stream)
