@@ -28,7 +28,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from keystile.apiformat import ApiFormat
 from keystile.config.model import ServerSettings
-from keystile.errors import ErrorKind, error_body
+from keystile.errors import ErrorKind, error_body, error_headers
 
 FD_RESERVE = 64
 """File descriptors kept for everything that is not a client connection: the listening socket,
@@ -314,9 +314,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return
             cycle.disconnected = True  # the application stops waiting for this body
             cycle.message_event.set()
-        body = orjson.dumps(error_body(self._error_format(), kind, message))
+        fmt = self._error_format()
+        body = orjson.dumps(error_body(fmt, kind, message))
         head = [STATUS_LINE[kind.status]]
-        for name, value in self.server_state.default_headers:
+        for name, value in [*self.server_state.default_headers, *error_headers(fmt, kind.status)]:
             head += [name, b": ", value, b"\r\n"]
         head += [
             b"content-type: application/json\r\ncontent-length: ", str(len(body)).encode(), b"\r\n",
@@ -331,11 +332,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
 
     def _error_format(self) -> ApiFormat:
-        """Anthropic's error shape for ``/v1/messages…`` or an ``anthropic-version`` header, Google's
-        for a Gemini path or ``x-goog-api-key``, else OpenAI's."""
+        """Anthropic's error shape for ``/v1/messages…`` or an ``anthropic-version`` header, AWS's for
+        a Bedrock path, Anthropic's for a Vertex ``rawPredict`` one, Google's for a Gemini path or
+        ``x-goog-api-key``, else OpenAI's."""
         url = getattr(self, "url", b"")
         if url.startswith(b"/v1/messages"):
             return ApiFormat.ANTHROPIC
+        if b"/invoke" in url:
+            return ApiFormat.BEDROCK
+        if b"Predict" in url:
+            return ApiFormat.VERTEX
         if b"Content" in url or b"countTokens" in url or url.startswith(b"/v1beta"):
             return ApiFormat.GEMINI
         for name, _ in self.headers or ():

@@ -137,7 +137,11 @@ def flood(gw: GatewayProcess, path: str, *, one_line: bool = False, budget: int 
 # --- the header block ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path,shape", [("/v1/messages", "anthropic"), ("/health/liveness", "openai"), ("/key/list", "openai"), ("/no/such/route", "openai")])
+@pytest.mark.parametrize(
+    "path,shape",
+    [("/v1/messages", "anthropic"), ("/health/liveness", "openai"), ("/key/list", "openai"), ("/no/such/route", "openai"),
+     ("/bedrock/model/us.anthropic.claude-x/invoke", "bedrock")],
+)
 def test_a_header_flood_is_refused_with_431_while_it_is_read_on_every_route(gateway, path, shape):
     for one_line in (False, True):
         answer, sent = flood(gateway, path, one_line=one_line)
@@ -147,6 +151,8 @@ def test_a_header_flood_is_refused_with_431_while_it_is_read_on_every_route(gate
         error = orjson.loads(body)
         if shape == "anthropic":
             assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+        elif shape == "bedrock":  # AWS's shape: the message, and the error's name in a header
+            assert set(error) == {"message"} and headers["x-amzn-errortype"] == "ValidationException"
         else:
             assert error["error"]["code"] == "headers_too_large"
         # Refused long before the flood's 256 MB went out: what the kernel's socket buffers
