@@ -1,5 +1,6 @@
 """Bedrock, Vertex AI and Gemini upstreams, and the Bedrock and Vertex surfaces, through the real
-server: every client surface on every cloud (official SDKs as clients), streams and tools, usage
+server: every client surface (Messages, Chat, Responses, Gemini, Bedrock, Vertex) on every cloud
+(official SDKs as clients), streams and tools, usage
 and prices, errors in the client's format, retries and fallback, byte-for-byte relays where the
 framing is the same. The mock upstream checks SigV4 signatures with botocore and issues Google
 OAuth tokens to a test service account (``keystile.testing.clouds``)."""
@@ -145,6 +146,15 @@ def _chat(gw, key, model, stream):  # type: ignore[no-untyped-def]
         return client.chat.completions.create(model=model, messages=messages).choices[0].message.content
 
 
+def _responses(gw, key, model, stream):  # type: ignore[no-untyped-def]
+    with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0) as client:
+        if stream:
+            events = list(client.responses.create(model=model, input="hi there", stream=True))
+            assert events[-1].type == "response.completed"
+            return events[-1].response.output_text
+        return client.responses.create(model=model, input="hi there").output_text
+
+
 def _gemini(make_client) -> Callable:  # type: ignore[no-untyped-def]
     def call(gw, key, model, stream):  # type: ignore[no-untyped-def]
         client = make_client(gw, key)
@@ -160,6 +170,7 @@ def _gemini(make_client) -> Callable:  # type: ignore[no-untyped-def]
 SURFACES = {
     "messages": _messages,
     "chat": _chat,
+    "responses": _responses,
     "gemini": _gemini(genai_client),
     "gemini-vertex-mode": _gemini(genai_vertex_client),
     "bedrock": _bedrock,
@@ -403,6 +414,6 @@ def test_the_mock_provider_answers_as_each_cloud_would(tmp_path, fmt):
     config = f"models:\n  - name: m\n    provider: mock\n    model: mock-{fmt}\n    format: {fmt}\n"
     with cloud_gateway(config, workdir=tmp_path) as gw:
         key = gw.create_key()
-        for surface in ("messages", "chat", "bedrock", "vertex", "gemini"):
+        for surface in ("messages", "chat", "responses", "bedrock", "vertex", "gemini"):
             for stream in (False, True):
                 assert SURFACES[surface](gw, key, "m", stream).startswith(HELLO), (surface, stream)
