@@ -34,7 +34,14 @@ _BYTES, _STRING = 6, 7
 
 
 class EventStreamError(ValueError):
-    """The bytes are not a well-formed event stream (bad CRC, impossible lengths, truncated headers)."""
+    """The bytes are not a well-formed event stream (bad CRC, impossible lengths, truncated headers).
+
+    ``parsed`` holds what the same call read whole before the fault, so a relay still passes on
+    the good frames that arrived together with a bad one."""
+
+    def __init__(self, message: str, parsed: list | None = None) -> None:
+        super().__init__(message)
+        self.parsed = parsed or []
 
 
 @dataclass(slots=True)
@@ -57,6 +64,13 @@ class EventStreamParser:
     def feed(self, chunk: bytes) -> list[Message]:
         buffer = self._buffer + chunk if self._buffer else chunk
         messages: list[Message] = []
+        try:
+            return self._split(buffer, messages)
+        except EventStreamError as exc:
+            exc.parsed = messages
+            raise
+
+    def _split(self, buffer: bytes, messages: list[Message]) -> list[Message]:
         start = 0
         end = len(buffer)
         while end - start >= PRELUDE_LENGTH:

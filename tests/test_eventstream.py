@@ -78,3 +78,12 @@ def test_a_partial_frame_at_the_end_is_not_pending_work():
     parser = EventStreamParser()
     parser.feed(encode_message(*FRAMES[0])[:10])
     assert parser.pending == b"" and parser.close() == []
+
+
+def test_frames_read_whole_before_a_bad_one_are_kept_on_the_error():
+    good = encode_message(*FRAMES[0])
+    bad = bytearray(encode_message(*FRAMES[1]))
+    bad[-1] ^= 1
+    with pytest.raises(EventStreamError) as info:
+        EventStreamParser().feed(good + good + bytes(bad))
+    assert [m.raw for m in info.value.parsed] == [good, good]

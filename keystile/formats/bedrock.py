@@ -30,7 +30,7 @@ from keystile.accounting.meters import AnthropicStreamMeter
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
-from keystile.eventstream import EventStreamParser, encode_headers, encode_message
+from keystile.eventstream import EventStreamError, EventStreamParser, encode_headers, encode_message
 from keystile.formats import messages
 from keystile.formats.base import ClientRequest
 from keystile.formats.checks import invalid, require_list, require_positive_int
@@ -161,29 +161,40 @@ class BedrockStreamParser:
         return []
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events of the frames complete so far; ``EventStreamError`` (with the events before
+        it in ``parsed``) for a frame that breaks its framing or carries no Messages event."""
+        broken: EventStreamError | None = None
+        try:
+            frames = self.frames.feed(chunk)
+        except EventStreamError as exc:
+            frames, broken = exc.parsed, exc
         events = []
-        for frame in self.frames.feed(chunk):
+        for frame in frames:
             headers = frame.headers
             kind = headers.get(":message-type")
             if kind == "event" and headers.get(":event-type") == "chunk":
-                events.append(_chunk_event(frame.payload, frame.raw))
+                event = _chunk_event(frame.payload, frame.raw)
+                if event is None:
+                    raise EventStreamError(MALFORMED, events)
+                events.append(event)
             elif kind in ("exception", "error"):
                 name = headers.get(":exception-type") or headers.get(":error-code") or "internalServerException"
                 events.append(SSEEvent("error", _error_data(str(name), frame.payload, headers), frame.raw))
             else:
                 events.append(SSEEvent(None, b"", frame.raw))
+        if broken is not None:
+            raise EventStreamError(str(broken), events)
         return events
 
 
-def _chunk_event(payload: bytes, raw: bytes) -> SSEEvent:
+def _chunk_event(payload: bytes, raw: bytes) -> SSEEvent | None:
+    """The Messages event a ``chunk`` frame carries; None if it carries none."""
     try:
         data = base64.b64decode(orjson.loads(payload)["bytes"], validate=True)
         name = orjson.loads(data)["type"]
     except (orjson.JSONDecodeError, KeyError, TypeError, binascii.Error):
-        raise ValueError(MALFORMED) from None
-    if not isinstance(name, str):
-        raise ValueError(MALFORMED)
-    return SSEEvent(name, data, raw)
+        return None
+    return SSEEvent(name, data, raw) if isinstance(name, str) else None
 
 
 def _error_data(name: str, payload: bytes, headers: dict[str, object]) -> bytes:

@@ -82,7 +82,12 @@ class PassthroughRelay:
             return b""
         out = []
         watch = self.watch
-        for event in self.parser.feed(chunk):
+        broken = None
+        try:
+            events = self.parser.feed(chunk)
+        except ValueError as exc:  # a frame that breaks its framing (Bedrock's checksums): the ones before it still go
+            events, broken = getattr(exc, "parsed", []), str(exc)
+        for event in events:
             try:
                 keep = watch.observe(event)
             except ValueError as exc:
@@ -96,6 +101,8 @@ class PassthroughRelay:
                     self.failed = True
                     self.error_status = _status_of(event.data)
                 break
+        if broken is not None:
+            out.append(self.fail(502, broken))
         return b"".join(out)
 
     def end(self) -> bytes:
@@ -142,7 +149,12 @@ class TranslatingRelay:
             return b""
         out = []
         decoder = self.decoder
-        for event in self.parser.feed(chunk):
+        broken = None
+        try:
+            events = self.parser.feed(chunk)
+        except ValueError as exc:  # a frame that breaks its framing (Bedrock's checksums): the ones before it still go
+            events, broken = getattr(exc, "parsed", []), str(exc)
+        for event in events:
             data = event.data
             if data and data != b"[DONE]" and not looks_like_json_object(data):
                 out.append(self.fail(502, MALFORMED))
@@ -150,6 +162,8 @@ class TranslatingRelay:
             out.append(self._through(decoder.feed(event)))
             if self.done:
                 break
+        if broken is not None:
+            out.append(self.fail(502, broken))
         return b"".join(out)
 
     def _through(self, hub: bytes) -> bytes:

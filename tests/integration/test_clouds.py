@@ -417,3 +417,16 @@ def test_the_mock_provider_answers_as_each_cloud_would(tmp_path, fmt):
         for surface in ("messages", "chat", "responses", "bedrock", "vertex", "gemini"):
             for stream in (False, True):
                 assert SURFACES[surface](gw, key, "m", stream).startswith(HELLO), (surface, stream)
+
+
+def test_a_bedrock_frame_that_breaks_its_checksum_ends_the_stream_with_an_error(gateway, key, upstream):
+    upstream.set_faults([{"match": {"path": "/model/us.anthropic.claude-sonnet-4-5*"}, "action": {"type": "malformed_after_events", "events": 4, "seconds": 0.2}}])
+    body = {"model": "claude-bedrock", "max_tokens": 64, "stream": True, "messages": [{"role": "user", "content": "hi there"}]}
+    raw = _raw_stream(f"{gateway.url}/v1/messages", {"x-api-key": key, "anthropic-version": "2023-06-01"}, body)
+    last = raw.strip().split(b"\n\n")[-1]
+    assert last.startswith(b"event: error") and b"checksum" in last
+    frames = _raw_stream(f"{gateway.url}/bedrock/model/claude-bedrock/invoke-with-response-stream", {"authorization": f"Bearer {key}"},
+                         {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": [{"role": "user", "content": "hi there"}]})
+    messages = EventStreamParser().feed(frames)  # every frame the client got is whole and valid
+    assert messages[-1].headers[":message-type"] == "exception" and messages[-1].headers[":exception-type"] == "modelStreamErrorException"
+    assert sum(m.headers.get(":event-type") == "chunk" for m in messages) == 4
