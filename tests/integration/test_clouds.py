@@ -430,3 +430,18 @@ def test_a_bedrock_frame_that_breaks_its_checksum_ends_the_stream_with_an_error(
     messages = EventStreamParser().feed(frames)  # every frame the client got is whole and valid
     assert messages[-1].headers[":message-type"] == "exception" and messages[-1].headers[":exception-type"] == "modelStreamErrorException"
     assert sum(m.headers.get(":event-type") == "chunk" for m in messages) == 4
+
+
+def test_token_counts_go_to_vertex_and_gemini_and_are_estimated_for_bedrock(gateway, key, upstream):
+    body = {"messages": [{"role": "user", "content": "hi there"}]}
+    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as client:
+        vertex = client.messages.with_raw_response.count_tokens(model="claude-vertex", **body)
+        assert vertex.parse().input_tokens > 0 and "x-keystile-estimate" not in vertex.headers
+        [sent] = [r for r in upstream.requests() if r["path"].endswith("/models/count-tokens:rawPredict")]
+        sent_body = json.loads(sent["body"])
+        assert sent_body["model"] == "claude-sonnet-4-5@20250929" and sent_body["anthropic_version"] == "vertex-2023-10-16"
+        gemini = client.messages.with_raw_response.count_tokens(model="gemini-vertex", **body)
+        assert gemini.parse().input_tokens > 0 and any(r["path"].endswith("gemini-2.5-pro:countTokens") for r in upstream.requests())
+        bedrock = client.messages.with_raw_response.count_tokens(model="claude-bedrock", **body)
+        assert bedrock.parse().input_tokens > 0 and bedrock.headers["x-keystile-estimate"] == "true"
+    assert not any("/model/" in r["path"] for r in upstream.requests())
