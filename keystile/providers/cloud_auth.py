@@ -91,6 +91,7 @@ class SigV4Signer:
         self._frozen: Any = None  # botocore ReadOnlyCredentials: what requests are signed with
         self._next_check = 0.0
         self._lookup = _SharedLookup(self._resolve)
+        self._auth: Any = None  # botocore SigV4Auth for the current credentials
 
     async def headers(self, url: str, host: str, content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
         """``x-amz-date``, ``x-amz-security-token`` (temporary credentials) and ``authorization``
@@ -103,15 +104,18 @@ class SigV4Signer:
             if now >= self._next_check:
                 self._next_check = now + _CHECK_EVERY
                 self._maybe_refresh()
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
+        auth = self._auth
+        if auth is None or auth.credentials is not frozen:
+            from botocore.auth import SigV4Auth
 
-        request = AWSRequest(method="POST", url=url, data=body, headers={"host": host, "content-type": content_type.decode()})
-        SigV4Auth(frozen, AWS_SERVICE, self.region).add_auth(request)
-        out = [(b"x-amz-date", request.headers["X-Amz-Date"].encode())]
+            auth = self._auth = SigV4Auth(frozen, AWS_SERVICE, self.region)
+        request = _SigningRequest(url, body, {"host": host, "content-type": content_type.decode()})
+        auth.add_auth(request)
+        headers = request.headers
+        out = [(b"x-amz-date", headers["x-amz-date"].encode())]
         if frozen.token:
             out.append((b"x-amz-security-token", frozen.token.encode()))
-        out.append((b"authorization", request.headers["Authorization"].encode()))
+        out.append((b"authorization", headers["authorization"].encode()))
         return out
 
     def _resolve(self) -> Any:
@@ -132,6 +136,44 @@ class SigV4Signer:
     def _refreshed(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is None:
             self._frozen = task.result()
+
+
+class _Headers(dict):
+    """Request headers with case-insensitive names, as ``SigV4Auth`` reads and writes them."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __setitem__(self, name: str, value: str) -> None:
+        super().__setitem__(name.lower(), value)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get_all(self, name: str, failobj: Any = None) -> list[str]:
+        value = self.get(name.lower())
+        return [value] if value is not None else (failobj if failobj is not None else [])
+
+
+class _SigningRequest:
+    """The part of botocore's ``AWSRequest`` that ``SigV4Auth.add_auth`` reads: method, URL, body,
+    headers, query parameters and context. ``AWSRequest`` also prepares a sendable request on
+    every body access (email-style headers, a copy of the body), which doubled the cost of a
+    signature (~0.14 ms → ~0.07 ms on the project's machine); signing stays botocore's.
+    The mock upstream checks every signature with botocore's own ``AWSRequest`` path."""
+
+    __slots__ = ("method", "url", "body", "headers", "params", "context")
+
+    def __init__(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        self.method = "POST"
+        self.url = url
+        self.body = body
+        self.headers = _Headers(headers)
+        self.params: dict = {}
+        self.context: dict = {}
 
 
 def load_aws_credentials(config: AwsCredentials) -> Any:
