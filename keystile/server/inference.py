@@ -4,8 +4,8 @@
     → response or stream, in the client's format → account
 
 The handler is format-agnostic: what differs between Anthropic Messages, Chat Completions,
-Responses, Gemini, Bedrock InvokeModel and Vertex rawPredict lives in ``keystile.formats`` (read the request, convert through the
-Messages hub, frame answers, streams and errors). Everything before the upstream call is in
+Responses, Gemini, Bedrock InvokeModel and Vertex rawPredict lives in ``keystile.formats``
+(read the request, convert through the Messages hub, frame answers, streams and errors). Everything before the upstream call is in
 memory (cached keys, in-process counters); the only awaits are the body, the upstream and —
 rarely — a key-cache miss. Accounting happens after the client has its last byte.
 
