@@ -48,11 +48,13 @@ _CONTEXT_WINDOW_MARKERS = (
     b"context_length_exceeded",
     b"maximum context length",
     b"context window",
+    b"input is too long",  # Bedrock's ValidationException
+    b"exceeds the maximum number of tokens",  # Gemini's INVALID_ARGUMENT
 )
 
 
 def is_context_window_error(status: int, body: bytes) -> bool:
-    """Anthropic's 400 ``prompt is too long`` or OpenAI's ``context_length_exceeded``."""
+    """Anthropic's 400 ``prompt is too long``, OpenAI's ``context_length_exceeded``, Bedrock's and Gemini's own wordings."""
     if status not in (400, 413):
         return False
     lowered = body[:4096].lower()

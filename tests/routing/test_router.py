@@ -177,6 +177,9 @@ def test_context_window_fallbacks():
         (400, b'{"error":{"message":"This model\'s maximum context length is 128000 tokens.","code":"context_length_exceeded"}}', True),
         (400, b'{"type":"error","error":{"type":"invalid_request_error","message":"input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000"}}', True),
         (400, b'{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: must be positive"}}', False),
+        # Bedrock's ValidationException; Gemini's INVALID_ARGUMENT (AI Studio and Vertex)
+        (400, b'{"message":"Input is too long for requested model."}', True),
+        (400, b'{"error":{"code":400,"message":"The input token count (1250000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}', True),
         (429, b"prompt is too long", False),
     ],
 )
