@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 import orjson
 
@@ -33,7 +34,7 @@ from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
 from keystile.eventstream import EventStreamError, EventStreamParser, encode_headers, encode_message
 from keystile.formats import messages
 from keystile.formats.base import ClientRequest
-from keystile.formats.checks import invalid, require_list, require_positive_int
+from keystile.formats.checks import invalid, quote, require_list, require_positive_int
 from keystile.providers.base import Operation
 from keystile.sse import SSEEvent, encode_event
 from keystile.translate.errors import error_kind_of
@@ -70,6 +71,7 @@ _KIND_EXCEPTION = {
     ErrorKind.UPSTREAM_TIMEOUT: "modelTimeoutException",
     ErrorKind.REQUEST_TIMEOUT: "modelTimeoutException",
 }
+_BETA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _CHUNK_HEADERS = encode_headers({":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"})
 
 
@@ -79,8 +81,12 @@ def check_request(body: dict, operation: Operation) -> None:
     require_list(body, "messages")
     require_positive_int(body, "max_tokens", allow_zero=True)
     betas = body.get("anthropic_beta")
-    if betas is not None and not (isinstance(betas, list) and all(isinstance(b, str) for b in betas)):
-        raise invalid(f"anthropic_beta: expected a list of strings, got {json_type_name(betas)}.", "anthropic_beta")
+    if betas is not None:
+        if not isinstance(betas, list) or not all(isinstance(b, str) for b in betas):
+            raise invalid(f"anthropic_beta: expected a list of strings, got {json_type_name(betas)}.", "anthropic_beta")
+        for beta in betas:  # they become a header for other upstreams: names only, no separators or line breaks
+            if _BETA_NAME.fullmatch(beta) is None:
+                raise invalid(f"anthropic_beta: {quote(beta, 60)} is not a beta flag name.", "anthropic_beta")
 
 
 def headers_from_body(body: dict, seen: dict[bytes, bytes]) -> dict[bytes, bytes]:
@@ -91,7 +97,7 @@ def headers_from_body(body: dict, seen: dict[bytes, bytes]) -> dict[bytes, bytes
     betas = body.get("anthropic_beta")
     out = {name: value for name, value in seen.items() if name != b"anthropic-beta"}
     if betas:
-        out[b"anthropic-beta"] = ",".join(betas).encode("latin-1", "replace")
+        out[b"anthropic-beta"] = ",".join(betas).encode()  # checked: ASCII names
     return out
 
 

@@ -445,3 +445,11 @@ def test_token_counts_go_to_vertex_and_gemini_and_are_estimated_for_bedrock(gate
         bedrock = client.messages.with_raw_response.count_tokens(model="claude-bedrock", **body)
         assert bedrock.parse().input_tokens > 0 and bedrock.headers["x-keystile-estimate"] == "true"
     assert not any("/model/" in r["path"] for r in upstream.requests())
+
+
+@pytest.mark.parametrize("beta", ["interleaved-thinking\r\nx-injected: 1", "a,b", "", "é"])
+def test_a_bedrock_body_beta_that_is_not_a_flag_name_is_refused_before_it_can_become_a_header(gateway, key, upstream, beta):
+    body = {"anthropic_version": "bedrock-2023-05-31", "anthropic_beta": [beta], "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(f"{gateway.url}/bedrock/model/claude-anthropic/invoke", headers={"authorization": f"Bearer {key}"}, json=body)
+    assert response.status_code == 400 and "anthropic_beta" in response.json()["message"]
+    assert upstream.requests() == []
