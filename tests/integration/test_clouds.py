@@ -218,12 +218,13 @@ def test_gemini_studio_gets_its_key_in_x_goog_api_key(gateway, key, upstream):
     assert dict(sent["headers"])["x-goog-api-key"] == GEMINI_KEY
 
 
-@pytest.mark.parametrize("model", ["claude-bedrock", "claude-vertex", "gemini-vertex", "gemini-studio"])
-@pytest.mark.parametrize("surface", ["messages", "chat"])
+@pytest.mark.parametrize("model", ["claude-bedrock", "claude-vertex", "gemini-vertex", "gemini-studio", "gpt-test"])
+@pytest.mark.parametrize("surface", ["messages", "chat", "bedrock"])
 def test_a_tool_call_streams_from_every_cloud(gateway, key, model, surface):
     tool = {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-    if surface == "messages":
-        with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as client:
+    if surface in ("messages", "bedrock"):
+        client_for = bedrock_client if surface == "bedrock" else lambda gw, k: anthropic.Anthropic(base_url=gw.url, api_key=k, max_retries=0)
+        with client_for(gateway, key) as client:
             with client.messages.stream(model=model, max_tokens=64, tools=[tool], messages=[{"role": "user", "content": "Weather in Paris?"}]) as events:
                 message = events.get_final_message()
         [call] = [b for b in message.content if b.type == "tool_use"]
