@@ -7,6 +7,7 @@ stops it with SIGTERM like an operator would.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -27,6 +28,17 @@ UPSTREAM_AZURE_KEY = "azure-upstream-SECRET-3333"
 OAUTH_TOKEN = "sk-ant-oat01-client-oauth-token-SECRET-4444"
 CLIENT_ANTHROPIC_API_KEY = "sk-ant-api03-client-api-key-SECRET-5555"
 KEYSTILE = str(Path(sys.executable).with_name("keystile"))
+_RUNNING: set[subprocess.Popen] = set()
+"""Gateways started and not stopped: a test that forgets one must not leave it running."""
+
+
+@atexit.register
+def _stop_forgotten_gateways() -> None:
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            sys.stderr.write(f"harness: a test left keystile (pid {proc.pid}) running; stopping it\n")
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:
@@ -116,6 +128,7 @@ class GatewayProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        _RUNNING.add(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -140,6 +153,7 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
         code = self.proc.returncode
+        _RUNNING.discard(self.proc)
         self.proc = None
         if self._log is not None:
             self._log.close()
@@ -167,7 +181,9 @@ class GatewayProcess:
         return response.json()["key"]
 
     def __enter__(self) -> "GatewayProcess":
-        return self.start()
+        # ``with gw.start():`` and ``with gw:`` both mean one running gateway (a second start
+        # here used to leave the first process running when the block ended).
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
