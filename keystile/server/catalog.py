@@ -49,8 +49,8 @@ def may_use(identity: Identity, name: str) -> bool:
 
 
 def visible_models(gateway: "Gateway", identity: Identity) -> list[str]:
-    """Configured names the identity may use; pattern groups (``claude-*``) are not listed."""
-    return [n for n in gateway.settings.model_names if "*" not in n and may_use(identity, n)]
+    """Served names (configured or added at run time) the identity may use; pattern groups (``claude-*``) are not listed."""
+    return [n for n in gateway.router.groups if "*" not in n and may_use(identity, n)]
 
 
 async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, path: str) -> None:
