@@ -26,8 +26,11 @@ from keystile.credentials import mask
 from keystile.errors import ErrorKind, GatewayError
 from keystile.providers.base import Operation, UpstreamCall
 from keystile.server.catalog import may_use
+from keystile.store.columns import storable
 from keystile.store.model_table import StoredModel
 from keystile.upstream.client import Timeouts
+
+from keystile.server.admin import checked_text
 
 if TYPE_CHECKING:
     from keystile.server.admin import Admin, Body, Handler
@@ -169,6 +172,7 @@ class ModelsAPI:
         info = body.data.get("model_info")
         if not isinstance(model_name, str) or not model_name.strip():
             raise _bad("model_name: required, the public name clients send as model.", "model_name")
+        checked_text("model_name", model_name)
         if not isinstance(params, dict):
             raise _bad("litellm_params: required, an object with at least model (provider/model).", "litellm_params")
         if info is not None and not isinstance(info, dict):
@@ -176,8 +180,8 @@ class ModelsAPI:
         model_id = (info or {}).get("id")
         if model_id is None:
             model_id = str(uuid.uuid4())
-        elif not isinstance(model_id, str) or not model_id.strip() or len(model_id) > 200:
-            raise _bad("model_info.id: expected a non-empty string of at most 200 characters.", "model_info")
+        elif not isinstance(model_id, str) or not model_id.strip() or len(model_id) > 200 or not storable(model_id):
+            raise _bad("model_info.id: expected a non-empty string of at most 200 characters (no NUL).", "model_info")
         deployment, problems = read_runtime_model(model_id, model_name, params, info)
         if deployment is None:
             first = problems[0]
@@ -199,6 +203,8 @@ class ModelsAPI:
 
     async def model_delete(self, body: "Body", query: dict) -> dict:
         model_id = body.string("id")
+        if model_id is not None:
+            checked_text("id", model_id)
         if not model_id:
             raise _bad("id: required, the model's id (model_info.id in /model/info).", "id")
         if model_id not in self._runtime_ids() and any(d.id == model_id for d in self.gw.router.configured):

@@ -50,6 +50,7 @@ log = logging.getLogger("keystile")
 MASTER_KEY_META = "master_key_hash"
 _ROOT_BODY = b'{"name":"keystile","status":"ok"}'
 REVISION_POLL_SECONDS = 0.5
+_MODEL_PREFIXES = tuple(p + "/" for p in catalog.LIST_PATHS)
 
 
 
@@ -320,7 +321,7 @@ class KeystileApp:
             if route is not None:
                 await route(scope, receive, send)
                 return
-            if path in ("/v1/models", "/models", "/v1beta/models") or path.startswith(("/v1/models/", "/models/", "/v1beta/models/")):
+            if path in catalog.LIST_PATHS or path.startswith(_MODEL_PREFIXES):
                 await catalog.models(self.gateway, scope, receive, send, path)
                 return
             raise GatewayError(ErrorKind.NOT_FOUND, f"No route {method} {path}.")

@@ -362,6 +362,7 @@ def _admin() -> dict[str, dict]:
         "/ui": {"get": op("The admin UI (a page)", "admin UI", security=PUBLIC, response={"type": "string"}, errors=(), media="text/html")},
         "/ui/login": {"post": op("Sign in to the admin UI with the master key: sets the session cookie", "admin UI", security=PUBLIC,
                                   body=json_body(obj({"key": STR}, ("key",))), response=obj({"signed_in": BOOL, "csrf_token": STR}), errors=(400, 401, 403, 429))},
+        "/ui/static/{file}": {"get": op("The admin UI's script, styles and icon", "admin UI", security=PUBLIC, params=[path_param("file", "app.js, app.css, logo.svg, docs.js, docs.css, docs.html")], response={"type": "string"}, errors=(404,), media="text/plain")},
         "/ui/session": {"get": op("The signed-in page's CSRF token", "admin UI", security=[{"adminSession": []}], response=obj({"signed_in": BOOL, "csrf_token": STR}), errors=(401,))},
         "/ui/logout": {"post": op("Sign out (needs the CSRF token)", "admin UI", security=[{"adminSession": []}], response=obj({"signed_in": BOOL}), errors=(403,))},
         "/openapi.json": {"get": op("This document", "reference", security=PUBLIC, response=ANY_OBJ, errors=())},
@@ -400,6 +401,17 @@ def document() -> dict:
     }
 
 
+async def _get_only(scope: Scope, send: Send) -> bool:
+    if scope["method"] in ("GET", "HEAD"):
+        return True
+    from keystile.apiformat import ApiFormat
+    from keystile.errors import ErrorKind, GatewayError
+    from keystile.server.http import send_error
+
+    await send_error(send, ApiFormat.OPENAI, GatewayError(ErrorKind.METHOD_NOT_ALLOWED, f"{scope['path']} accepts GET."))
+    return False
+
+
 def routes(admin: "Admin") -> dict[str, "Handler"]:
     from keystile.server.ui import SECURITY_HEADERS, load_static
 
@@ -407,9 +419,11 @@ def routes(admin: "Admin") -> dict[str, "Handler"]:
     docs_page = load_static()["docs.html"][1]
 
     async def openapi_json(scope: Scope, receive: Receive, send: Send) -> None:
-        await send_bytes(send, 200, body, [(b"content-type", b"application/json"), (b"cache-control", b"no-cache")])
+        if await _get_only(scope, send):
+            await send_bytes(send, 200, body, [(b"content-type", b"application/json"), (b"cache-control", b"no-cache")])
 
     async def docs(scope: Scope, receive: Receive, send: Send) -> None:
-        await send_bytes(send, 200, docs_page, [(b"content-type", b"text/html; charset=utf-8"), *SECURITY_HEADERS])
+        if await _get_only(scope, send):
+            await send_bytes(send, 200, docs_page, [(b"content-type", b"text/html; charset=utf-8"), *SECURITY_HEADERS])
 
     return {"/openapi.json": openapi_json, "/docs": docs}

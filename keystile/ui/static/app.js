@@ -1,9 +1,9 @@
 /* keystile admin UI: a dependency-free single-page app on the admin JSON API.
  *
  * Security: the session lives in an HttpOnly cookie the page cannot read; the CSRF token is held
- * in memory only (never localStorage, never the URL) and sent as x-keystile-csrf with every change.
+ * in memory only (never in web storage, never in the URL) and sent as x-keystile-csrf with every change.
  * A raw key exists only in the create/regenerate dialog that shows it once; closing the dialog
- * drops it. All text from the server is put in the page as text (no innerHTML).
+ * drops it. All text from the server goes into the page as text nodes, never parsed as markup.
  */
 "use strict";
 
@@ -156,19 +156,29 @@ window.addEventListener("hashchange", render);
 
 /* ---------- charts (SVG drawn here, no library) ---------- */
 
-function lineChart(points, series, { height = 200, format = (v) => v, title }) {
-  const width = 640, left = 56, right = 12, top = 12, bottom = 26;
+function niceStep(max) {
+  const raw = max / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const unit = raw / power;
+  return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 2.5 ? 2.5 : unit <= 5 ? 5 : 10) * power;
+}
+
+function lineChart(points, series, { height = 200, format = (v) => v, title, integer = false }) {
+  const width = 640, left = 64, right = 24, top = 12, bottom = 26;
   const plotW = width - left - right, plotH = height - top - bottom;
-  const max = Math.max(1e-9, ...series.flatMap((s) => points.map((p) => p[s.key] || 0)));
+  const peak = Math.max(0, ...series.flatMap((s) => points.map((p) => p[s.key] || 0)));
+  let step = peak > 0 ? niceStep(peak) : 1;
+  if (integer) step = Math.max(1, Math.ceil(step));
+  const max = step * Math.max(1, Math.ceil(peak / step));
   const n = Math.max(points.length, 1);
   const x = (i) => left + (n === 1 ? plotW / 2 : (i / (n - 1)) * plotW);
   const y = (v) => top + plotH - (v / max) * plotH;
   const root = svg("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
   root.append(svg("title", {}, title));
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4, yy = y(v);
+  for (let v = 0; v <= max + step / 2; v += step) {
+    const yy = y(v);
     root.append(svg("line", { class: "grid-line", x1: left, x2: width - right, y1: yy, y2: yy }));
-    root.append(svg("text", { x: left - 6, y: yy + 4, "text-anchor": "end" }, format(v)));
+    root.append(svg("text", { x: left - 8, y: yy + 4, "text-anchor": "end" }, format(v, step)));
   }
   const labels = Math.min(6, points.length);
   for (let j = 0; j < labels; j++) {
@@ -177,7 +187,8 @@ function lineChart(points, series, { height = 200, format = (v) => v, title }) {
     const text = points.length > 1 && points[points.length - 1].ts - points[0].ts > 2 * 86400
       ? d.toLocaleDateString(undefined, { month: "short", day: "numeric" })
       : d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
-    root.append(svg("text", { x: x(i), y: height - 6, "text-anchor": "middle" }, text));
+    const anchor = labels > 1 && j === 0 ? "start" : labels > 1 && j === labels - 1 ? "end" : "middle";
+    root.append(svg("text", { x: x(i), y: height - 6, "text-anchor": anchor }, text));
   }
   for (const s of series) {
     if (!points.length) break;
@@ -185,10 +196,10 @@ function lineChart(points, series, { height = 200, format = (v) => v, title }) {
     if (s.area) {
       root.append(svg("path", { d: `${line}L${x(points.length - 1).toFixed(1)},${top + plotH}L${x(0).toFixed(1)},${top + plotH}Z`, fill: s.color, "fill-opacity": "0.12" }));
     }
-    root.append(svg("path", { d: line, fill: "none", stroke: s.color, "stroke-width": "2.2", "stroke-linejoin": "round" }));
+    root.append(svg("path", { d: line, fill: "none", stroke: s.color, "stroke-width": s.dash ? "1.6" : "2.2", "stroke-dasharray": s.dash ? "5 4" : null, "stroke-linejoin": "round" }));
     if (points.length <= 40) {
-      points.forEach((p, i) => root.append(svg("circle", { cx: x(i), cy: y(p[s.key] || 0), r: 2.6, fill: s.color },
-        svg("title", {}, `${new Date(p.ts * 1000).toLocaleString()}: ${s.label} ${format(p[s.key] || 0)}`))));
+      points.forEach((p, i) => { if (p[s.key]) root.append(svg("circle", { cx: x(i), cy: y(p[s.key]), r: 3, fill: s.color },
+        svg("title", {}, `${new Date(p.ts * 1000).toLocaleString()}: ${s.label} ${format(p[s.key], step / 10)}`))); });
     }
   }
   root.append(svg("line", { class: "axis", x1: left, x2: width - right, y1: top + plotH, y2: top + plotH }));
@@ -196,6 +207,11 @@ function lineChart(points, series, { height = 200, format = (v) => v, title }) {
   if (!points.length) return h("div", {}, root, h("p", { class: "empty" }, "No requests in this period yet."));
   return h("div", {}, root, legend);
 }
+
+const decimalsFor = (step) => Math.max(0, Math.min(8, -Math.floor(Math.log10(step || 1))));
+const axisMoney = (v, step) => "$" + v.toFixed(decimalsFor(step));
+const axisCount = (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1000 ? `${(v / 1000).toFixed(v >= 1e4 ? 0 : 1)}k` : fmtInt(Math.round(v)));
+const axisMs = (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
 
 function barList(items, { value, label, format, color }) {
   if (!items.length) return h("p", { class: "empty" }, "Nothing yet.");
@@ -310,14 +326,14 @@ async function overviewView() {
       stat("Mean latency", fmtMs(avgLatency), "answered requests")),
     h("div", { class: "grid cols-2 section" },
       h("section", { class: "panel" }, h("h2", {}, "Requests and errors"),
-        lineChart(points, [{ key: "requests", label: "requests", color: "var(--c1)", area: true }, { key: "errors", label: "errors", color: "var(--c3)" }], { title: "Requests and errors over time", format: (v) => fmtInt(Math.round(v)) })),
+        lineChart(points, [{ key: "requests", label: "requests", color: "var(--c1)", area: true }, { key: "errors", label: "errors", color: "var(--c3)" }], { title: "Requests and errors over time", format: axisCount, integer: true })),
       h("section", { class: "panel" }, h("h2", {}, "Spend"),
-        lineChart(points, [{ key: "spend", label: "spend (USD)", color: "var(--c2)", area: true }], { title: "Spend over time", format: (v) => "$" + (v < 1 ? v.toFixed(3) : v.toFixed(1)) })),
+        lineChart(points, [{ key: "spend", label: "spend (USD)", color: "var(--c2)", area: true }], { title: "Spend over time", format: axisMoney })),
       h("section", { class: "panel" }, h("h2", {}, "Latency"),
         lineChart(points.map((p) => ({ ...p, latency_ms_avg: p.latency_ms_avg || 0, latency_ms_max: p.latency_ms_max || 0 })),
-          [{ key: "latency_ms_avg", label: "mean", color: "var(--c4)" }, { key: "latency_ms_max", label: "slowest", color: "var(--c3)" }], { title: "Latency over time", format: (v) => fmtMs(v) })),
+          [{ key: "latency_ms_max", label: "slowest", color: "var(--c3)", dash: true }, { key: "latency_ms_avg", label: "mean", color: "var(--c4)", area: true }], { title: "Latency over time", format: axisMs })),
       h("section", { class: "panel" }, h("h2", {}, "Tokens"),
-        lineChart(points, [{ key: "tokens", label: "tokens", color: "var(--c1)", area: true }], { title: "Tokens over time", format: (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)}k` : fmtInt(Math.round(v))) }))),
+        lineChart(points, [{ key: "tokens", label: "tokens", color: "var(--c1)", area: true }], { title: "Tokens over time", format: axisCount, integer: true }))),
     h("div", { class: "grid cols-2 section" },
       top("Top keys", data.top.keys, (i) => i.key_alias || short(i.id), "var(--c1)"),
       top("Top models", data.top.models, (i) => i.id, "var(--c4)"),
@@ -693,7 +709,13 @@ async function deploymentsView() {
 /* ---------- Config ---------- */
 
 function configValue(v) {
-  if (v === null || v === undefined) return h("span", { style: { color: "var(--muted)" } }, "—");
+  const none = h("span", { style: { color: "var(--muted)" } }, "—");
+  if (v === null || v === undefined) return none;
+  if (Array.isArray(v) && v.every((x) => typeof x !== "object")) return v.length ? h("span", { class: "mono" }, v.join(", ")) : none;
+  if (typeof v === "object" && !Object.keys(v).length) return none;
+  if (typeof v === "object" && Object.values(v).every((x) => typeof x !== "object" || Array.isArray(x))) {
+    return h("dl", { class: "kv" }, Object.entries(v).flatMap(([k, x]) => [h("dt", { class: "mono" }, k), h("dd", {}, Array.isArray(x) ? x.join(" → ") : String(x))]));
+  }
   if (typeof v === "object") return h("pre", { class: "json" }, JSON.stringify(v, null, 2));
   return h("span", { class: typeof v === "string" ? "mono" : null }, String(v));
 }
@@ -710,7 +732,7 @@ async function configView() {
       h("thead", {}, h("tr", {}, ["Name", "Id", "Provider", "Upstream model", "API base", "API key", "Source"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, models.map((m) => h("tr", {}, h("td", {}, m.model_name), h("td", { class: "mono" }, m.id), h("td", {}, m.provider), h("td", {}, m.model || "(as asked)"),
         h("td", { class: "mono" }, m.api_base || "—"), h("td", { class: "mono" }, m.api_key || "—"), h("td", {}, m.added_at_run_time ? badge("added at run time", "info") : "config file"))))))),
-    section("Router", c.router), section("Server", c.server), section("Spend", c.spend), section("Upstream", c.upstream),
+    h("div", { class: "grid cols-2" }, section("Router", c.router), h("div", {}, section("Server", c.server), section("Spend", c.spend), section("Upstream", c.upstream))),
     c.warnings.length ? section("Warnings", Object.fromEntries(c.warnings.map((w, i) => [String(i + 1), w]))) : null);
 }
 

@@ -71,9 +71,9 @@ async function main() {
   for (const [tag, ops] of byTag) {
     toc.append(h("h2", {}, tag));
     for (const [path, method] of ops) toc.append(h("a", { href: `#${`${method}-${path}`.replace(/[^a-zA-Z0-9]+/g, "-")}` }, `${method.toUpperCase()} ${path}`));
-    sections.push(h("section", { "aria-label": tag }, h("h2", { style: "margin-top:24px;text-transform:capitalize" }, tag), ops.map(([p, m, o]) => operation(p, m, o))));
+    sections.push(h("section", { "aria-label": tag }, h("h2", { class: "tag" }, tag), ops.map(([p, m, o]) => operation(p, m, o))));
   }
-  main.replaceChildren(h("h1", {}, `${doc.info.title} API reference`), h("p", { class: "sub" }, doc.info.description, " ", h("a", { href: "/openapi.json" }, "OpenAPI document")), sections);
+  main.replaceChildren(h("h1", {}, `${doc.info.title} API reference`), h("p", { class: "sub" }, doc.info.description, " ", h("a", { href: "/openapi.json" }, "OpenAPI document")), ...sections);
   const target = location.hash && document.getElementById(location.hash.slice(1));
   if (target) { target.open = true; target.scrollIntoView(); }
 }
