@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from tests.services import create_database, drop_database
 from tests.integration.harness import (
     MASTER_KEY,
     UPSTREAM_ANTHROPIC_KEY,
@@ -189,11 +190,20 @@ def test_health_in_litellms_shape_with_a_live_check(gw: GatewayProcess) -> None:
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "model"
 
 
-def test_models_added_at_run_time_are_served_without_a_restart_and_by_every_instance(upstream, tmp_path) -> None:
-    database = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def test_models_added_at_run_time_are_served_without_a_restart_and_by_every_instance(upstream, tmp_path, request, backend) -> None:
+    """Two instances on one database (SQLite file; or PostgreSQL with the Redis broadcast): a model added
+    through either is served by both at once, without a restart, and deleting it removes it everywhere."""
     config = standard_config(upstream.url)
-    first = GatewayProcess(config, env={"KEYSTILE_DATABASE_URL": database}).start()
-    second = GatewayProcess(config, env={"KEYSTILE_DATABASE_URL": database}).start()
+    created = None
+    if backend == "sqlite":
+        env = {"KEYSTILE_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}"}
+    else:
+        services = request.getfixturevalue("services")
+        created = create_database(services.postgres, "ks_models")
+        env = {"KEYSTILE_DATABASE_URL": created, "KEYSTILE_REDIS_URL": services.redis}
+    first = GatewayProcess(config, env=env).start()
+    second = GatewayProcess(config, env=env).start()
     try:
         key = first.create_key()
         body = {
@@ -229,6 +239,8 @@ def test_models_added_at_run_time_are_served_without_a_restart_and_by_every_inst
     finally:
         first.stop()
         second.stop()
+        if created is not None:
+            drop_database(request.getfixturevalue("services").postgres, created)
 
 
 def _try_chat(client: openai.OpenAI, model: str):

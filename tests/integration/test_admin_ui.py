@@ -155,16 +155,25 @@ def test_a_person_manages_a_key_end_to_end_in_the_browser(gw: GatewayProcess, br
     shot(page, "05-spend-log-detail")
     page.keyboard.press("Escape")
 
-    # The overview shows the request in its charts and top lists.
+    # More traffic, from a team's key, and a refusal: the overview shows it in its charts and top lists.
+    gw.admin("POST", "/user/new", json={"user_id": "ui-user", "user_alias": "Alice", "max_budget": 20, "auto_create_key": False})
+    gw.admin("POST", "/team/new", json={"team_id": "ui-team", "team_alias": "Platform", "members": ["ui-user"], "max_budget": 100})
+    team_key = gw.create_key(key_alias="platform-ci", team_id="ui-team", user_id="ui-user")
+    with anthropic.Anthropic(base_url=gw.url, api_key=team_key, max_retries=0) as client:
+        for text in ("one", "two three", "four five six"):
+            client.messages.create(**anthropic_body(model="claude-test", text=text * 40))
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.create(**anthropic_body(model="no-such-model"))
     page.get_by_role("link", name="Overview").click()
     page.get_by_role("heading", name="Top keys").wait_for()
-    assert "ui-e2e-alice" in page.locator("section", has=page.get_by_role("heading", name="Top keys")).inner_text()
+    top_keys = page.locator("section", has=page.get_by_role("heading", name="Top keys")).inner_text()
+    assert "ui-e2e-alice" in top_keys and "platform-ci" in top_keys
+    assert "Platform" not in top_keys and "ui-team" in page.locator("section", has=page.get_by_role("heading", name="Top teams")).inner_text()
+    errors_panel = page.locator(".stat", has_text="Errors").inner_text()
+    assert "1\n" in errors_panel or errors_panel.split("\n")[1].strip() == "1", errors_panel
     shot(page, "01-overview")
 
     # Users, teams (with their keys and spend), deployments and config render.
-    gw.admin("POST", "/user/new", json={"user_id": "ui-user", "user_alias": "Alice", "max_budget": 20, "auto_create_key": False})
-    gw.admin("POST", "/team/new", json={"team_id": "ui-team", "team_alias": "Platform", "members": ["ui-user"], "max_budget": 100})
-    gw.admin("POST", "/key/generate", json={"key_alias": "platform-ci", "team_id": "ui-team"})
     page.get_by_role("link", name="Users").click()
     page.get_by_text("ui-user").wait_for()
     shot(page, "03-users")

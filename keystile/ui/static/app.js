@@ -36,6 +36,8 @@ const fmtMs = (v) => (v === null || v === undefined ? "—" : v < 1000 ? `${Math
 const fmtTime = (s) => (s ? new Date(typeof s === "number" ? s * 1000 : s).toLocaleString() : "—");
 const short = (hash) => (hash ? hash.slice(0, 12) : "—");
 
+const plural = (n, word) => `${fmtInt(n)} ${word}${n === 1 ? "" : "s"}`;
+
 function badge(text, kind) { return h("span", { class: `badge ${kind}` }, text); }
 
 /* ---------- the API ---------- */
@@ -369,7 +371,7 @@ async function keysView() {
         h("button", { type: "button", class: "small", onclick: () => regenerateKey(k) }, "Regenerate"),
         h("button", { type: "button", class: "small danger", onclick: () => deleteKey(k) }, "Delete"))));
   });
-  const pager = h("div", { class: "pager" }, `Page ${data.current_page} of ${data.total_pages} · ${fmtInt(data.total_count)} keys`,
+  const pager = h("div", { class: "pager" }, `Page ${data.current_page} of ${data.total_pages} · ${plural(data.total_count, "key")}`,
     h("button", { type: "button", class: "small", disabled: page <= 1, onclick: () => { sessionStorage.setItem("keystile-key-page", String(page - 1)); render(); } }, "Previous"),
     h("button", { type: "button", class: "small", disabled: page >= data.total_pages, onclick: () => { sessionStorage.setItem("keystile-key-page", String(page + 1)); render(); } }, "Next"));
   return h("div", {},
@@ -565,7 +567,7 @@ async function teamDetailView(teamId) {
   const t = data.team_info;
   const toggle = h("button", { type: "button", onclick: async () => { await api("POST", t.blocked ? "/team/unblock" : "/team/block", { team_id: t.team_id }); render(); } }, t.blocked ? "Unblock team" : "Block team");
   return h("div", {},
-    h("div", { class: "head" }, h("div", {}, h("p", {}, h("a", { href: "#/teams" }, "← Teams")), h("h1", {}, t.team_alias || t.team_id), h("p", { class: "sub" }, `${t.members.length} members · ${data.keys.length} keys`)), toggle),
+    h("div", { class: "head" }, h("div", {}, h("p", {}, h("a", { href: "#/teams" }, "← Teams")), h("h1", {}, t.team_alias || t.team_id), h("p", { class: "sub" }, `${plural(t.members.length, "member")} · ${plural(data.keys.length, "key")}`)), toggle),
     h("div", { class: "grid cols-3" },
       h("div", { class: "panel stat" }, h("div", { class: "label" }, "Spend"), h("div", { class: "value" }, fmtMoney(t.spend)), h("div", { class: "note" }, t.max_budget ? `of ${fmtMoney(t.max_budget)}${t.budget_duration ? ` per ${t.budget_duration}` : ""}` : "no budget")),
       h("div", { class: "panel stat" }, h("div", { class: "label" }, "Members"), h("div", { class: "value" }, fmtInt(t.members.length)), h("div", { class: "note" }, t.members.join(", ") || "none")),
@@ -639,7 +641,7 @@ async function logsView() {
     h("td", { class: "num" }, fmtMoney(r.spend)),
     h("td", { class: "num" }, fmtMs(r.latency_ms)),
     h("td", {}, (r.request_tags || []).map((t) => badge(t, "info")))));
-  const pager = h("div", { class: "pager" }, `Page ${data.page} of ${data.total_pages} · ${fmtInt(data.total)} requests`,
+  const pager = h("div", { class: "pager" }, `Page ${data.page} of ${data.total_pages} · ${plural(data.total, "request")}`,
     h("button", { type: "button", class: "small", disabled: page <= 1, onclick: () => { sessionStorage.setItem("keystile-log-page", String(page - 1)); render(); } }, "Previous"),
     h("button", { type: "button", class: "small", disabled: page >= data.total_pages, onclick: () => { sessionStorage.setItem("keystile-log-page", String(page + 1)); render(); } }, "Next"));
   return h("div", {},
