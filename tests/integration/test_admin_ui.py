@@ -285,6 +285,16 @@ def test_sessions_expire_when_idle(gw: GatewayProcess) -> None:
     assert httpx.get(f"{gw.url}/key/list", cookies=cookies, timeout=10).status_code == 401
 
 
+def test_sessions_end_12_hours_after_sign_in_however_busy(gw: GatewayProcess) -> None:
+    answer = login(gw)
+    cookies = {"keystile_session": answer.cookies["keystile_session"]}
+    statuses = []
+    for _ in range(25):  # used every 29 minutes: never idle for 30, but 25 × 29 min > 12 h
+        gw.admin("POST", "/keystile/test/clock", json={"advance": 29 * 60})
+        statuses.append(httpx.get(f"{gw.url}/key/list", cookies=cookies, timeout=10).status_code)
+    assert statuses[:24] == [200] * 24 and statuses[24] == 401, statuses
+
+
 def test_a_wrong_master_key_is_refused_and_guessing_is_throttled(gw: GatewayProcess) -> None:
     # last in this module: once throttled, this address cannot sign in for a minute
     with httpx.Client(timeout=10) as client:
