@@ -12,6 +12,9 @@
 #   tests/services.sh env               print the export lines without starting anything
 #   tests/services.sh stop              stop both
 #   tests/services.sh start-redis | stop-redis | start-postgres | stop-postgres
+#   tests/services.sh browser           install Debian's chromium + chromium-driver for the admin UI's browser
+#                                       tests (`run` does it too); Playwright drives /usr/bin/chromium, never a
+#                                       browser of its own (a browser download at install time does not work here)
 #   tests/services.sh status
 #
 # Environment:
@@ -22,6 +25,8 @@
 #   KEYSTILE_TEST_REDIS_PORT  default 56379
 #   KEYSTILE_SKIP_SERVICES=1  local runs only: start nothing; the tests that need the servers skip,
 #                             saying why. Refused when CI is set: CI always runs them.
+#   KEYSTILE_SKIP_BROWSER=1   local runs only: do not install chromium; the browser tests skip, saying why.
+#                             Refused when CI is set.
 #
 # Progress goes to stderr; stdout carries only the export lines (start/env).
 set -euo pipefail
@@ -84,6 +89,23 @@ port_free() {  # $1 port, $2 the variable that moves it
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
         die "127.0.0.1:$1 is taken by another process (another checkout's servers?); set $2 to another port"
     fi
+}
+
+# --- the browser for the admin UI tests ------------------------------------------------------------
+
+CHROMIUM=/usr/bin/chromium
+
+ensure_browser() {
+    if [ "${KEYSTILE_SKIP_BROWSER:-}" = 1 ]; then
+        [ -z "${CI:-}" ] || die "KEYSTILE_SKIP_BROWSER=1 is for local runs only; CI always runs the browser tests"
+        say "KEYSTILE_SKIP_BROWSER=1: not installing chromium; the admin UI browser tests will skip"
+        return 0
+    fi
+    if [ ! -x "$CHROMIUM" ] || ! command -v chromedriver >/dev/null; then
+        mkdir -p "$DIR"
+        apt_install chromium chromium-driver
+    fi
+    [ -x "$CHROMIUM" ] || die "chromium not found at $CHROMIUM after installing"
 }
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
@@ -234,6 +256,7 @@ run_begin() {  # under the lock
     { pg_bindir >/dev/null && pg_running; } || : >"$DIR/postgres.started-by-run"
     redis_pid >/dev/null || : >"$DIR/redis.started-by-run"
     start_all
+    ensure_browser
     mkdir -p "$RUNS"
     : >"$RUNS/$$"
 }
@@ -300,6 +323,7 @@ case "$command" in
         locked stop_postgres
         forget_runs_ownership
         ;;
+    browser) locked ensure_browser ;;
     start-redis) locked start_redis ;;
     stop-redis) locked stop_redis ;;
     start-postgres) locked start_postgres ;;
@@ -308,5 +332,5 @@ case "$command" in
         if pg_running; then echo "postgres: running  $(pg_url)"; else echo "postgres: stopped"; fi
         if redis_pid >/dev/null; then echo "redis:    running  $(redis_url)"; else echo "redis:    stopped"; fi
         ;;
-    *) die "unknown command $command (start | run | env | stop | start-redis | stop-redis | start-postgres | stop-postgres | status)" ;;
+    *) die "unknown command $command (start | run | env | stop | browser | start-redis | stop-redis | start-postgres | stop-postgres | status)" ;;
 esac

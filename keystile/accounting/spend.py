@@ -110,6 +110,8 @@ class Accountant:
         attempts: int,
         request_content: str | None = None,
         response_content: str | None = None,
+        call_type: str | None = None,
+        tags: list[str] | None = None,
     ) -> float:
         """Charge one finished request and queue its spend-log row; returns its cost.
 
@@ -123,7 +125,7 @@ class Accountant:
             await authorizer.charge(grant, cost, usage.total_tokens, self.clock())
         self.writer.add_row(
             _log_row(identity, request_id, started, requested_model, group, deployment, usage, cost, status, latency,
-                     stream, attempts, request_content, response_content)
+                     stream, attempts, request_content, response_content, call_type, tags)
         )
         self.metrics.request_done(group or requested_model, status, usage, cost)
         return cost
@@ -139,6 +141,8 @@ class Accountant:
         started: float,
         latency: float,
         stream: bool,
+        call_type: str | None = None,
+        tags: list[str] | None = None,
     ) -> None:
         """Log a request refused after authentication (rate limit, budget, model, malformed body).
 
@@ -150,7 +154,8 @@ class Accountant:
         """
         self.writer.add_refusal(
             identity.key_id,
-            _log_row(identity, request_id, started, requested_model, group, None, _NO_USAGE, 0.0, status, latency, stream, 0),
+            _log_row(identity, request_id, started, requested_model, group, None, _NO_USAGE, 0.0, status, latency, stream, 0,
+                     None, None, call_type, tags),
         )
         self.metrics.request_done(group or UNKNOWN_MODEL_LABEL, status, _NO_USAGE, 0.0)
 
@@ -174,8 +179,10 @@ def _log_row(
     attempts: int,
     request_content: str | None = None,
     response_content: str | None = None,
+    call_type: str | None = None,
+    tags: list[str] | None = None,
 ) -> SpendLogRow:
-    """One spend-log row. Positional, in SpendLogRow's field order: a third of the cost of 21
+    """One spend-log row. Positional, in SpendLogRow's field order: a third of the cost of 24
     keywords, on every request. The model name is the client's and may be megabytes long:
     cut here, so the buffer never holds more than the column keeps."""
     key = identity.key
@@ -203,6 +210,9 @@ def _log_row(
         attempts,
         request_content,
         response_content,
+        1,  # requests
+        call_type,
+        tags,
     )
 
 

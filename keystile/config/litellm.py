@@ -23,7 +23,7 @@ from typing import Any
 
 from keystile.config.clouds import not_served
 from keystile.config.deployments import DEPLOYMENT_FIELDS, read_deployment
-from keystile.config.model import DEFAULT_DATABASE_URL, RouterSettings, Settings
+from keystile.config.model import DEFAULT_DATABASE_URL, Deployment, RouterSettings, Settings
 from keystile.config.native import KEYSTILE_SECTION, read_fallbacks, read_gateway_settings, read_router
 from keystile.config.presets import LITELLM_PROVIDERS, OPENAI_COMPATIBLE
 from keystile.config.source import Fields, Source
@@ -146,45 +146,9 @@ def read_litellm(source: Source) -> Settings:
         source.problem(("model_list",), "expected a list of models")
         model_list = []
     for i, entry in enumerate(model_list):
-        f = Fields(source, entry, ("model_list", i))
-        name = f.string("model_name", required=True)
-        params = f.sub("litellm_params")
-        info = f.sub("model_info")
-        upstream = params.string("model", required=True)
-        if not name or not upstream:
-            continue
-        provider, model = _provider_and_model(params, upstream)
-        if model == "*":
-            model = ""  # "anthropic/*": the requested name goes upstream as-is
-        if provider == "bedrock" and model.startswith(_BEDROCK_ROUTES):
-            if model.startswith("converse/"):
-                source.warn(params.path + ("model",), "keystile calls Bedrock's InvokeModel API, not Converse, for Anthropic models")
-            model = model.split("/", 1)[1]
-        reason = not_served(provider, model)
-        if reason is not None:
-            source.warn(params.path + ("model",), f"{reason}; the {name!r} deployment is skipped")
-            continue
-        if provider is None:
-            source.problem(params.path + ("model",), f"cannot tell the provider of {upstream!r}; write it as provider/model (anthropic/…, openai/…, azure/…)")
-            continue
-        serving = served_provider(provider)
-        if serving is None:
-            where = params.path + (("custom_llm_provider",) if params.has("custom_llm_provider") else ("model",))
-            if provider in LITELLM_PROVIDERS:
-                source.warn(where, f"provider {provider!r} is not served by keystile yet; the {name!r} deployment is skipped")
-            else:
-                source.problem(where, _unknown_provider(provider))
-            continue
-        index = counts.get(name, 0)
-        counts[name] = index + 1
-        for key in _MODEL_INFO_READ:
-            if info.has(key) and not params.has(key):
-                params.data[key] = info.data[key]
-        deployments.append(read_deployment(params, model_name=name, provider=serving, model=model, index=index))
-        warn_unimplemented(params, _PARAMS, "LiteLLM parameter", _PARAM_INSTEAD)
-        for key in _MODEL_INFO_UNIMPLEMENTED:
-            if info.has(key):
-                _warn(info, key, "LiteLLM setting")
+        deployment = read_model_entry(source, entry, ("model_list", i), counts)
+        if deployment is not None:
+            deployments.append(deployment)
 
     names = {d.model_name for d in deployments}
     d = RouterSettings()
@@ -266,6 +230,55 @@ def _otel_callback(litellm_settings: Fields) -> bool:
                 "OpenTelemetry tracing; it also exports Prometheus /metrics and keeps a spend log)",
             )
     return on
+
+
+def read_model_entry(source: Source, entry: Any, path: tuple, counts: dict[str, int]) -> Deployment | None:
+    """One ``model_list`` entry (``model_name``, ``litellm_params``, ``model_info``) as a deployment.
+
+    Problems and warnings go to ``source``; None when the entry cannot be served. ``counts``
+    numbers the deployments of each name (``<name>#<n>`` is the id when ``model_info`` has none).
+    ``/model/new`` reads its body with this too, so a model added at run time obeys the same rules.
+    """
+    f = Fields(source, entry, path)
+    name = f.string("model_name", required=True)
+    params = f.sub("litellm_params")
+    info = f.sub("model_info")
+    upstream = params.string("model", required=True)
+    if not name or not upstream:
+        return None
+    provider, model = _provider_and_model(params, upstream)
+    if model == "*":
+        model = ""  # "anthropic/*": the requested name goes upstream as-is
+    if provider == "bedrock" and model.startswith(_BEDROCK_ROUTES):
+        if model.startswith("converse/"):
+            source.warn(params.path + ("model",), "keystile calls Bedrock's InvokeModel API, not Converse, for Anthropic models")
+        model = model.split("/", 1)[1]
+    reason = not_served(provider, model)
+    if reason is not None:
+        source.warn(params.path + ("model",), f"{reason}; the {name!r} deployment is skipped")
+        return None
+    if provider is None:
+        source.problem(params.path + ("model",), f"cannot tell the provider of {upstream!r}; write it as provider/model (anthropic/…, openai/…, azure/…)")
+        return None
+    serving = served_provider(provider)
+    if serving is None:
+        where = params.path + (("custom_llm_provider",) if params.has("custom_llm_provider") else ("model",))
+        if provider in LITELLM_PROVIDERS:
+            source.warn(where, f"provider {provider!r} is not served by keystile yet; the {name!r} deployment is skipped")
+        else:
+            source.problem(where, _unknown_provider(provider))
+        return None
+    index = counts.get(name, 0)
+    counts[name] = index + 1
+    for key in _MODEL_INFO_READ:
+        if info.has(key) and not params.has(key):
+            params.data[key] = info.data[key]
+    deployment = read_deployment(params, model_name=name, provider=serving, model=model, index=index)
+    warn_unimplemented(params, _PARAMS, "LiteLLM parameter", _PARAM_INSTEAD)
+    for key in _MODEL_INFO_UNIMPLEMENTED:
+        if info.has(key):
+            _warn(info, key, "LiteLLM setting")
+    return deployment
 
 
 def _provider_and_model(params: Fields, upstream: str) -> tuple[str | None, str]:

@@ -112,6 +112,10 @@ class Reserver:
         self.default_max_tokens = default_max_tokens
         self._prices: dict[tuple[str, str], Price | None] = {}
 
+    def forget_prices(self) -> None:
+        """A model group's deployments changed (models added or removed at run time)."""
+        self._prices.clear()
+
     def price(self, group: "ModelGroup", requested: str) -> Price | None:
         passthrough = any(not d.model for d in group.deployments)
         key = (group.name, requested if passthrough else "")

@@ -88,24 +88,48 @@ class Router:
         self.table = HealthTable(self.settings, on_cooldown)
         self.rng = rng or random.Random()
         self.clock = clock
+        self.on_cooldown = on_cooldown
+        self.configured: tuple[Deployment, ...] = settings.deployments
+        """The deployments of the configuration file; ``set_runtime`` adds those of the database."""
+        self.runtime: tuple[Deployment, ...] = ()
+        self._build(self.configured)
+
+    def _build(self, deployments: tuple[Deployment, ...]) -> None:
         router = self.settings
         strategies = dict(router.strategies)
-        self.groups: dict[str, ModelGroup] = {}
-        for deployment in settings.deployments:
+        groups: dict[str, ModelGroup] = {}
+        for deployment in deployments:
             name = deployment.model_name
-            group = self.groups.get(name)
+            group = groups.get(name)
             if group is None:
-                group = self.groups[name] = ModelGroup(name, strategies.get(name, router.strategy))
+                group = groups[name] = ModelGroup(name, strategies.get(name, router.strategy))
                 group.fallbacks = router.fallbacks_for(name)
                 group.context_window_fallbacks = router.fallbacks_for(name, context_window=True)
             group.deployments.append(deployment)
             group.health.append(self.table.of(deployment))
-            if on_cooldown is not None:
-                on_cooldown(deployment.id, False)  # every deployment has its gauge from the start
+            if self.on_cooldown is not None:
+                self.on_cooldown(deployment.id, False)  # every deployment has its gauge from the start
         # Groups named by a pattern ("claude-*", "*") serve any matching name not configured exactly.
-        self.patterns = [g for name, g in self.groups.items() if is_pattern(name)]
+        # Each attribute is replaced whole, so a request already walking a plan keeps its group.
+        self.groups = groups
+        self.patterns = [g for name, g in groups.items() if is_pattern(name)]
         self._matched: dict[str, ModelGroup | None] = {}
         self._concrete: dict[tuple[str, str], Deployment] = {}
+
+    def set_runtime(self, deployments: tuple[Deployment, ...]) -> bool:
+        """Serve these deployments (added at run time, from the database) besides the configured ones.
+
+        A deployment keeps its health (cooldown, latency) across the change when its id stays;
+        returns whether anything changed.
+        """
+        if deployments == self.runtime:
+            return False
+        self.runtime = deployments
+        self._build(self.configured + deployments)
+        return True
+
+    def deployments(self) -> tuple[Deployment, ...]:
+        return self.configured + self.runtime
 
     def group(self, name: str) -> ModelGroup | None:
         """The group serving ``name``: configured exactly, else the first pattern that matches."""

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from keystile.apiformat import ApiFormat
-from keystile.auth import custom_key_problem, generate_key, hash_key
+from keystile.auth import Identity, custom_key_problem, generate_key, hash_key
 from keystile.credentials import mask, resolve_credentials
 from keystile.durations import parse_duration
 from keystile.errors import ErrorKind, GatewayError
@@ -255,7 +255,12 @@ class Admin:
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def handler(self, method: str, fn: Callable[..., Awaitable[Any]], *, public: bool = False) -> Handler:
+    def handler(self, method: str, fn: Callable[..., Awaitable[Any]], *, public: bool = False, any_key: bool = False) -> Handler:
+        """An admin route: method check, authentication (master key or admin UI session), JSON body, errors.
+
+        ``any_key``: a virtual key may call it too; ``fn`` then gets a third argument, the caller's
+        identity (None for the master key or a UI session), and decides what that key may see.
+        """
         methods = {method} if method != "GET|POST" else {"GET", "POST"}
 
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -263,10 +268,14 @@ class Admin:
                 await send_error(send, FMT, GatewayError(ErrorKind.METHOD_NOT_ALLOWED, f"{scope['path']} accepts {method}."))
                 return
             try:
-                if not public:
+                caller: Identity | None = None
+                if any_key:
+                    caller = await self.caller(scope)
+                elif not public:
                     await self.require_master(scope)
                 body = Body(await self._json(receive) if scope["method"] == "POST" else {})
-                result = await fn(body, _query(scope))
+                query = _query(scope)
+                result = await (fn(body, query, caller) if any_key else fn(body, query))
             except GatewayError as error:
                 await send_error(send, FMT, error)
                 return
@@ -288,9 +297,18 @@ class Admin:
         return handle
 
     async def require_master(self, scope: Scope) -> None:
+        if await self.gw.ui_sessions.admits(scope):  # the admin UI's own calls, CSRF-checked
+            return
         identity = await self.gw.authenticator.authenticate(resolve_credentials(scope["headers"]))
         if not identity.is_master:
             raise GatewayError(ErrorKind.PERMISSION, "This endpoint needs the master key; a virtual key cannot manage keystile.")
+
+    async def caller(self, scope: Scope) -> Identity | None:
+        """None for an admin (master key or UI session), else the virtual key's identity."""
+        if await self.gw.ui_sessions.admits(scope):
+            return None
+        identity = await self.gw.authenticator.authenticate(resolve_credentials(scope["headers"]))
+        return None if identity.is_master else identity
 
     @staticmethod
     async def _json(receive: Receive) -> dict[str, Any]:
@@ -444,8 +462,17 @@ class Admin:
         await self.gw.changed(record.token_hash)
         return {**answer, "key_id": record.id}
 
-    async def key_info(self, body: Body, query: dict) -> dict:
-        key = await self._find_key(query.get("key") or body.string("key"))
+    async def key_info(self, body: Body, query: dict, caller: Identity | None = None) -> dict:
+        """A key's record. A virtual key may read its own (LiteLLM allows it): with no ``key``, or naming itself."""
+        ref = query.get("key") or body.string("key")
+        if caller is None:
+            key = await self._find_key(ref)
+        else:
+            key = await self.store.get_key_by_id(caller.key_id)
+            if key is None:
+                raise _not_found("Key not found.")
+            if ref and (ref if _HASH.match(ref) else hash_key(ref)) not in (key.token_hash, key.id):
+                raise GatewayError(ErrorKind.PERMISSION, "A virtual key may read only its own /key/info; use the master key for others.")
         return {"key": key.token_hash, "info": self.key_view(key)}
 
     async def key_update(self, body: Body, query: dict) -> dict:
@@ -489,10 +516,11 @@ class Admin:
     async def key_list(self, body: Body, query: dict) -> dict:
         page = _positive(query.get("page"), 1, "page", PAGE_MAX)
         size = min(_positive(query.get("size"), 100, "size"), 1000)
+        search = query.get("key_alias") or None  # a part of the alias (or masked key, user, team)
         keys = await self.store.list_keys(
-            user_id=query.get("user_id"), team_id=query.get("team_id"), limit=size, offset=(page - 1) * size
+            user_id=query.get("user_id"), team_id=query.get("team_id"), search=search, limit=size, offset=(page - 1) * size
         )
-        total = await self.store.count_keys()
+        total = await self.store.count_keys(user_id=query.get("user_id"), team_id=query.get("team_id"), search=search)
         full = query.get("return_full_object", "false").lower() == "true"
         return {
             "keys": [self.key_view(k) for k in keys] if full else [k.token_hash for k in keys],
@@ -504,7 +532,7 @@ class Admin:
     async def key_regenerate(self, body: Body, query: dict) -> dict:
         """A new secret for the same key. Its id, spend, budget, limits and spend log stay; requests
         in flight under the old secret are charged to it when they end."""
-        key = await self._find_key(body.string("key"))
+        key = await self._find_key(query.get("key") or body.string("key"))
         changes = self._periods(_read_fields(body, _KEY_READERS))
         await self._check_team(changes.get("team_id"))
         custom = self._custom_key(body, "new_key")
@@ -802,9 +830,6 @@ class Admin:
             return 503, {**report, "status": "unavailable"}
         return 200, report
 
-    async def health(self, body: Body, query: dict) -> dict:
-        return {"deployments": self.gw.router.health(self.gw.clock.now())}
-
     async def metrics(self, body: Body, query: dict) -> bytes:
         return self.gw.metrics.render()
 
@@ -903,9 +928,12 @@ def _time_param(raw: str | None, name: str) -> float | None:
 
 
 def _log_view(row: SpendLogRow) -> dict[str, Any]:
+    prompt_tokens = row.input_tokens + row.cache_read_tokens + row.cache_write_tokens
     return {
         "request_id": row.request_id,
+        "call_type": row.call_type or "",
         "startTime": _iso(row.ts),
+        "endTime": _iso(row.ts + row.latency_ms / 1000.0),
         "ts": row.ts,
         "api_key": row.key_id,
         "key_alias": row.key_alias,
@@ -915,8 +943,9 @@ def _log_view(row: SpendLogRow) -> dict[str, Any]:
         "model_group": row.model_group,
         "deployment": row.deployment,
         "provider": row.provider,
-        "prompt_tokens": row.input_tokens + row.cache_read_tokens + row.cache_write_tokens,
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": row.output_tokens,
+        "total_tokens": prompt_tokens + row.output_tokens,
         "input_tokens": row.input_tokens,
         "output_tokens": row.output_tokens,
         "cache_read_tokens": row.cache_read_tokens,
@@ -929,6 +958,20 @@ def _log_view(row: SpendLogRow) -> dict[str, Any]:
         "requests": row.requests,
         "request": row.request_content,
         "response": row.response_content,
+        "request_tags": row.request_tags or [],
+        "metadata": {
+            "user_api_key": row.key_id,
+            "user_api_key_alias": row.key_alias,
+            "user_api_key_user_id": row.user_id,
+            "user_api_key_team_id": row.team_id,
+            "model_group": row.model_group,
+            "deployment": row.deployment,
+            "attempts": row.attempts,
+            "status": "success" if row.status < 400 else "failure",
+            "status_code": row.status,
+            "cache_read_input_tokens": row.cache_read_tokens,
+            "cache_creation_input_tokens": row.cache_write_tokens,
+        },
     }
 
 
@@ -944,11 +987,12 @@ def routes(gateway: "Gateway") -> dict[str, Handler]:
     h = admin.handler
     table = {
         "/key/generate": h("POST", admin.key_generate),
-        "/key/info": h("GET", admin.key_info),
+        "/key/info": h("GET", admin.key_info, any_key=True),
         "/key/update": h("POST", admin.key_update),
         "/key/delete": h("POST", admin.key_delete),
         "/key/list": h("GET", admin.key_list),
         "/key/regenerate": h("POST", admin.key_regenerate),
+        "/key/{key}/regenerate": dynamic_key_route(h("POST", admin.key_regenerate)),
         "/key/block": h("POST", admin.key_block),
         "/key/unblock": h("POST", admin.key_unblock),
         "/user/new": h("POST", admin.user_new),
@@ -966,11 +1010,37 @@ def routes(gateway: "Gateway") -> dict[str, Handler]:
         "/team/block": h("POST", admin.team_block),
         "/team/unblock": h("POST", admin.team_unblock),
         "/spend/logs": h("GET", admin.spend_logs),
-        "/health": h("GET", admin.health),
         "/health/liveliness": h("GET", admin.liveliness, public=True),
         "/health/liveness": h("GET", admin.liveliness, public=True),
         "/health/readiness": h("GET", admin.readiness, public=True),
         "/metrics": h("GET", admin.metrics, public=True),
         "/keystile/test/clock": h("POST", admin.test_clock),
     }
+    # The admin UI, the reports and the models API live in their own modules, on the same plumbing.
+    from keystile.server import admin_models, admin_spend, openapi, ui
+
+    table.update(admin_spend.routes(admin))
+    table.update(admin_models.routes(admin))
+    table.update(ui.routes(admin))
+    table.update(openapi.routes(admin))
     return table
+
+
+def dynamic_key_route(handler: Handler) -> Handler:
+    """``/key/{key}/regenerate`` (LiteLLM's path form): the key comes from the path, as if in the query."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        ref = scope["path"].removeprefix("/key/").rstrip("/").removesuffix("/regenerate")
+        from urllib.parse import quote, unquote
+
+        query = f"key={quote(unquote(ref), safe='')}".encode()
+        await handler({**scope, "query_string": query}, receive, send)
+
+    return handle
+
+
+def key_path_route(path: str) -> str | None:
+    """The table entry serving ``path`` when it names a key in the path (``/key/sk-…/regenerate``)."""
+    if path.startswith("/key/") and path.endswith("/regenerate") and path.count("/") == 3:
+        return "/key/{key}/regenerate"
+    return None

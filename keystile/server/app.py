@@ -43,13 +43,17 @@ from keystile.server.inference import Endpoint, InferenceHandler
 from keystile.server.routes import match_endpoint
 from keystile.store.database import CountingDatabase, DatabaseUnavailable
 from keystile.store.health import StoreHealth
+from keystile.store.model_table import ModelTable
 from keystile.store.repository import Store
+from keystile.store.spend_reports import SpendReports
+from keystile.store.ui_sessions import SessionTable
 
 log = logging.getLogger("keystile")
 
 MASTER_KEY_META = "master_key_hash"
 _ROOT_BODY = b'{"name":"keystile","status":"ok"}'
 REVISION_POLL_SECONDS = 0.5
+_MODEL_PREFIXES = tuple(p + "/" for p in catalog.LIST_PATHS)
 
 
 
@@ -102,20 +106,33 @@ class Gateway:
         self.accountant: Accountant | None = None  # type: ignore[assignment]
         self.access_log = AccessLog(settings.server.access_log)
         self.inference = InferenceHandler(self)
+        from keystile.server.sessions import SessionManager
+
+        self.ui_sessions = SessionManager(self)
+        """Admin UI sign-ins; the admin API accepts their cookie (with CSRF checks) besides the master key."""
         self.test_clock = os.environ.get("KEYSTILE_TEST_CLOCK") == "1"
         self.store_health = StoreHealth(self.metrics)
         self.shared: SharedState | None = None
         """Redis-backed counters, budgets and key broadcast, when ``redis_url`` is set."""
         self.tracing: Tracing | None = None
         """OpenTelemetry spans of each request, when ``otel.enabled`` (the SDK is imported only then)."""
+        self.model_table: ModelTable | None = None
+        """Deployments added at run time (``/model/new``); the router serves them beside the configured ones."""
+        self.sessions: SessionTable | None = None
+        """The admin UI's sign-ins."""
+        self.reports: SpendReports | None = None
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._revision = 0
+        self._models_lock = asyncio.Lock()
 
     async def start(self) -> None:
         settings = self.settings
         self.store = await Store.open(settings.database_url)
         self.store.db = CountingDatabase(self.store.db, self.metrics.store_call)
+        self.model_table = ModelTable(self.store.db, self.store._bump_statement)
+        self.sessions = SessionTable(self.store.db)
+        self.reports = SpendReports(self.store.db)
         master_hash, generated = await ensure_master_key(self.store, settings)
         if generated is not None:
             print_generated_master_key(generated)
@@ -139,6 +156,7 @@ class Gateway:
         self.writer.start()
         self.access_log.start()
         self._revision = await self.store.auth_revision()
+        await self.reload_models()
         self._tasks.append(asyncio.create_task(self._poll_revision(), name="keystile-revision-poll"))
         self._tasks.append(asyncio.create_task(self._fold_metrics(), name="keystile-metrics-fold"))
 
@@ -183,6 +201,35 @@ class Gateway:
                 self._revision = revision
                 self.cache.invalidate()  # type: ignore[union-attr]
                 self.metrics.key_cache_invalidated("poll")
+                await self._reload_models_quietly()
+
+    async def reload_models(self) -> bool:
+        """Serve what the models table holds now (deployments added at run time); True if that changed.
+
+        A row this instance cannot serve (an ``os.environ/NAME`` its environment lacks) is skipped
+        with a warning; the others are still served.
+        """
+        from keystile.config.runtime_models import read_runtime_model
+
+        assert self.model_table is not None
+        async with self._models_lock:
+            deployments = []
+            for stored in await self.model_table.all():
+                deployment, problems = read_runtime_model(stored.model_id, stored.model_name, stored.litellm_params, stored.model_info)
+                if deployment is None:
+                    log.warning("model %s (%s) added at run time cannot be served here: %s", stored.model_id, stored.model_name, "; ".join(problems))
+                    continue
+                deployments.append(deployment)
+            changed = self.router.set_runtime(tuple(deployments))
+            if changed:
+                self.reserver.forget_prices()
+            return changed
+
+    async def _reload_models_quietly(self) -> None:
+        try:
+            await self.reload_models()
+        except Exception as exc:  # the next revision change (or poll) tries again
+            log.debug("reloading run-time models failed: %s", exc)
 
     async def changed(self, token_hash: str | None = None) -> None:
         """Keys, users or teams changed here: forget cached copies now; tell the other instances (Redis), which also poll."""
@@ -204,6 +251,10 @@ class Gateway:
             self.cache.invalidate(token_hash)
         self._revision = max(self._revision, revision)
         self.metrics.key_cache_invalidated("redis")
+        if token_hash is None:  # models change with a broadcast of "everything"
+            task = asyncio.create_task(self._reload_models_quietly())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def share_budget_change(self, entity: tuple[str, str], changes: dict) -> None:
         """An admin set an entity's spend or started a new budget period: instances sharing Redis take it too."""
@@ -272,11 +323,11 @@ class KeystileApp:
                 # Claude Code sends HEAD / before its first request to see the gateway is there.
                 await send_bytes(send, 200, b"" if method == "HEAD" else _ROOT_BODY, [JSON_TYPE])
                 return
-            route = self.admin_routes.get(path)
+            route = self.admin_routes.get(path) or self.admin_routes.get(admin.key_path_route(path) or "")
             if route is not None:
                 await route(scope, receive, send)
                 return
-            if path in ("/v1/models", "/models", "/v1beta/models") or path.startswith(("/v1/models/", "/models/", "/v1beta/models/")):
+            if path in catalog.LIST_PATHS or path.startswith(_MODEL_PREFIXES):
                 await catalog.models(self.gateway, scope, receive, send, path)
                 return
             if path.endswith("/inference-profiles"):  # Claude Code's Bedrock mode, behind any prefix

@@ -24,6 +24,9 @@ from keystile.translate.gemini.models import gemini_model, gemini_model_list
 if TYPE_CHECKING:
     from keystile.server.app import Gateway
 
+LIST_PATHS = ("/v1/models", "/models", "/v1beta/models")
+"""``GET`` lists the models; ``<path>/{model}`` is one of them."""
+
 # A fixed creation time: the gateway cannot know when an upstream model was released.
 _CREATED = 1735689600  # 2025-01-01T00:00:00Z
 _CREATED_AT = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_CREATED))
@@ -49,8 +52,8 @@ def may_use(identity: Identity, name: str) -> bool:
 
 
 def visible_models(gateway: "Gateway", identity: Identity) -> list[str]:
-    """Configured names the identity may use; pattern groups (``claude-*``) are not listed."""
-    return [n for n in gateway.settings.model_names if "*" not in n and may_use(identity, n)]
+    """Served names (configured or added at run time) the identity may use; pattern groups (``claude-*``) are not listed."""
+    return [n for n in gateway.router.groups if "*" not in n and may_use(identity, n)]
 
 
 async def models(gateway: "Gateway", scope: Scope, receive: Receive, send: Send, path: str) -> None:

@@ -31,6 +31,7 @@ import orjson
 
 from keystile.accounting.meters import usage_of_cut_stream
 from keystile.accounting.spend import next_request_id
+from keystile.accounting.tags import TAG_HEADERS, call_type_of, request_tags
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ANTHROPIC_FAMILY, ApiFormat
 from keystile.auth import Identity
@@ -89,6 +90,7 @@ PIPELINE_HEADERS = CREDENTIAL_HEADER_NAMES | {
     b"x-keystile-timeout",
     b"traceparent",  # read only when tracing is on; never forwarded upstream
     b"tracestate",
+    *TAG_HEADERS,
 }
 
 
@@ -189,7 +191,7 @@ class InferenceHandler:
                     error=error.message,
                 )
             else:
-                request_id = await self._refuse(send, fmt, error, identity, request, started, t0, scope["path"])
+                request_id = await self._refuse(send, fmt, error, identity, request, started, t0, scope["path"], seen)
             if self.tracing is not None:
                 from keystile.server.traced import trace_refusal
 
@@ -243,6 +245,7 @@ class InferenceHandler:
         started: float,
         t0: float,
         route: str,
+        seen: dict[bytes, bytes],
     ) -> str:
         """Answer a refusal after authentication, and log it (cost 0) under the caller's key; returns its request id."""
         request_id = next_request_id()
@@ -270,6 +273,8 @@ class InferenceHandler:
             started=started,
             latency=perf_counter() - t0,
             stream=request.stream if request is not None else False,
+            call_type=call_type_of(request.fmt, request.operation) if request is not None else None,
+            tags=request_tags(seen, request.body if request is not None else {}),
         )
         return request_id
 
@@ -877,6 +882,8 @@ class _Call:
             attempts=plan.attempts if plan is not None else 0,
             request_content=request_content,
             response_content=self.response_content,
+            call_type=call_type_of(self.fmt, self.endpoint.operation),
+            tags=request_tags(self.seen, self.request.body),
         )
 
     def _estimate_input(self) -> int:

@@ -52,6 +52,16 @@ _GEMINI_METHODS = {
 }
 
 
+TEMPLATED = (
+    "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/embeddings",
+    "/v1beta/models/{model}:generateContent",
+    "/v1beta/models/{model}:streamGenerateContent",
+    "/v1beta/models/{model}:countTokens",
+)
+"""The pattern routes as the OpenAPI document names them (Gemini's also answer under /v1/, /v1beta1/ …)."""
+
+
 def match_endpoint(path: str) -> Endpoint | None:
     endpoint = FIXED.get(path)
     if endpoint is not None:

@@ -139,6 +139,10 @@ class SpendLogRow:
     requests: int = 1
     """How many requests the row stands for: more than 1 only for a refusal that is sampled
     (a key being refused gets a row a minute with the count, not one row each)."""
+    call_type: str | None = None
+    """Which client API the request came in on, in LiteLLM's words (``anthropic_messages``, ``acompletion`` …)."""
+    request_tags: list[str] | None = None
+    """Tags the client attached (``x-keystile-tags`` / ``x-litellm-tags`` headers, ``metadata.tags``)."""
 
 
 def column_names(record_type: type) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from keystile.store.records import KeyRecord, SpendLogRow, TeamMember, TeamRecor
 
 R = TypeVar("R", KeyRecord, UserRecord, TeamRecord)
 
-_JSON_COLUMNS = frozenset({"models", "model_rpm_limit", "model_tpm_limit", "metadata"})
+_JSON_COLUMNS = frozenset({"models", "model_rpm_limit", "model_tpm_limit", "metadata", "request_tags"})
 _BOOL_COLUMNS = frozenset({"blocked", "stream"})
 
 
@@ -63,6 +63,8 @@ def _to_db(column: str, value: Any) -> Any:
 
 
 def _from_db(column: str, value: Any) -> Any:
+    if column == "request_tags":
+        return orjson.loads(value) if value else None
     if column in _JSON_COLUMNS:
         return orjson.loads(value) if value else ({} if "limit" in column or column == "metadata" else [])
     if column in _BOOL_COLUMNS:
@@ -85,7 +87,8 @@ def _spend_row(row: SpendLogRow) -> tuple:
         fit_count(row.cache_read_tokens), fit_count(row.cache_write_tokens), fit_money(row.cost), fit_count(row.status),
         fit_float(row.latency_ms), 1 if row.stream else 0, fit_count(row.attempts),
         fit_text(row.request_content, CONTENT_CHARS), fit_text(row.response_content, CONTENT_CHARS),
-        fit_count(row.requests),
+        fit_count(row.requests), fit_text(row.call_type, NAME_CHARS),
+        orjson.dumps([fit_text(t, NAME_CHARS) for t in row.request_tags]).decode() if row.request_tags else None,
     )
 
 
@@ -188,13 +191,19 @@ class Store:
             )
         return await self._get(table, key)
 
-    async def _list(self, table: _Table, where: dict[str, Any], limit: int, offset: int) -> list[Any]:
+    async def _list(
+        self, table: _Table, where: dict[str, Any], limit: int, offset: int, search: tuple[str, list[Any]] | None = None
+    ) -> list[Any]:
         clauses = [f"{c} = ?" for c in where]
+        params = list(where.values())
+        if search is not None:
+            clauses.append(search[0])
+            params.extend(search[1])
         sql = f"SELECT {', '.join(table.columns)} FROM {table.name}"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY created_at, " + table.key + " LIMIT ? OFFSET ?"
-        rows = await self.db.fetchall(sql, [*where.values(), limit, offset])
+        rows = await self.db.fetchall(sql, [*params, limit, offset])
         return [_record(table, row) for row in rows]
 
     # --- keys ------------------------------------------------------------------------------
@@ -221,13 +230,31 @@ class Store:
         return _record(KEYS, row) if row else None
 
     async def list_keys(
-        self, *, user_id: str | None = None, team_id: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        user_id: str | None = None,
+        team_id: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[KeyRecord]:
+        """``search``: a case-insensitive part of the key's alias, masked name, user or team."""
         where = {k: v for k, v in (("user_id", user_id), ("team_id", team_id)) if v is not None}
-        return await self._list(KEYS, where, limit, offset)
+        return await self._list(KEYS, where, limit, offset, _key_search(search))
 
-    async def count_keys(self) -> int:
-        row = await self.db.fetchone("SELECT COUNT(*) FROM keys")
+    async def count_keys(self, *, user_id: str | None = None, team_id: str | None = None, search: str | None = None) -> int:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("user_id", user_id), ("team_id", team_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        found = _key_search(search)
+        if found is not None:
+            clauses.append(found[0])
+            params.extend(found[1])
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        row = await self.db.fetchone(f"SELECT COUNT(*) FROM keys{where}", params)
         return int(row[0]) if row else 0
 
     async def delete_keys(self, token_hashes: Iterable[str]) -> list[str]:
@@ -402,6 +429,14 @@ class Store:
             sql = f"INSERT INTO spend_logs ({', '.join(SPEND_COLUMNS)}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"
             # Lazily: SQLite binds the rows on its own thread, so fitting them costs the event loop nothing.
             statements.append(Many(sql, map(_spend_row, batch.rows)))
+            tagged = [
+                (fit_text(row.request_id, REQUEST_ID_CHARS), fit_text(tag, NAME_CHARS), fit_float(row.ts), fit_money(row.cost))
+                for row in batch.rows if row.request_tags for tag in row.request_tags
+            ]
+            if tagged:
+                statements.append(
+                    Many("INSERT INTO spend_tags (request_id, tag, ts, cost) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", tagged)
+                )
         if not statements:
             return {}
         results = await self.db.transaction(statements)
@@ -457,6 +492,7 @@ class Store:
         return [tuple(row) for row in rows]
 
     async def prune_spend_logs(self, before: float) -> int:
+        await self.db.execute("DELETE FROM spend_tags WHERE ts < ?", (before,))
         return await self.db.execute("DELETE FROM spend_logs WHERE ts < ?", (before,))
 
 
@@ -483,5 +519,18 @@ def _spend_filters(
     return clauses, params
 
 
+def _key_search(search: str | None) -> tuple[str, list[Any]] | None:
+    if not search:
+        return None
+    pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    columns = ("key_alias", "key_name", "user_id", "team_id")
+    return "(" + " OR ".join(f"LOWER({c}) LIKE ? ESCAPE '\\'" for c in columns) + ")", [pattern] * len(columns)
+
+
 def record_fields(record_type: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(record_type))
+
+
+def spend_log_row(values: Sequence[Any]) -> SpendLogRow:
+    """A spend-log row from a ``SELECT`` of ``SPEND_COLUMNS``, in that order."""
+    return SpendLogRow(**{c: _from_db(c, v) for c, v in zip(SPEND_COLUMNS, values)})
