@@ -25,6 +25,10 @@ CALL_TYPES: dict[tuple[ApiFormat, Operation], str] = {
     (ApiFormat.RESPONSES, Operation.GENERATE): "aresponses",
     (ApiFormat.GEMINI, Operation.GENERATE): "agenerate_content",
     (ApiFormat.GEMINI, Operation.COUNT_TOKENS): "count_tokens",
+    (ApiFormat.BEDROCK, Operation.GENERATE): "anthropic_messages",
+    (ApiFormat.BEDROCK, Operation.COUNT_TOKENS): "count_tokens",
+    (ApiFormat.VERTEX, Operation.GENERATE): "anthropic_messages",
+    (ApiFormat.VERTEX, Operation.COUNT_TOKENS): "count_tokens",
 }
 
 
@@ -52,3 +56,15 @@ def request_tags(headers: dict[bytes, bytes], body: dict) -> list[str] | None:
             if len(tags) == MAX_TAGS:
                 break
     return list(tags) or None
+
+
+def without_body_tags(body: dict) -> dict:
+    """``body`` without ``metadata.tags``: the tags are keystile's (and LiteLLM's) to read, and the
+    upstreams' own ``metadata`` refuses them (Anthropic takes only ``user_id``; OpenAI only strings)."""
+    metadata = body.get("metadata")
+    if metadata.__class__ is not dict or "tags" not in metadata:
+        return body
+    rest = {k: v for k, v in metadata.items() if k != "tags"}
+    if rest:
+        return {**body, "metadata": rest}
+    return {k: v for k, v in body.items() if k != "metadata"}

@@ -31,7 +31,7 @@ import orjson
 
 from keystile.accounting.meters import usage_of_cut_stream
 from keystile.accounting.spend import next_request_id
-from keystile.accounting.tags import TAG_HEADERS, call_type_of, request_tags
+from keystile.accounting.tags import TAG_HEADERS, call_type_of, request_tags, without_body_tags
 from keystile.accounting.usage import Usage
 from keystile.apiformat import ANTHROPIC_FAMILY, ApiFormat
 from keystile.auth import Identity
@@ -556,7 +556,7 @@ class _Call:
             if wire not in ANTHROPIC_FAMILY:
                 hub = without_billing_header(hub)
             body = FORMATS[wire].from_hub(hub, upstream_model=deployment.model, stream=request.stream)
-        return orjson.dumps(body)
+        return orjson.dumps(without_body_tags(body))
 
     def _hub(self, deployment: Deployment) -> dict:
         """The request as Anthropic Messages, converted once for however many attempts need it."""

@@ -7,6 +7,8 @@ parsed from each answer — never read back from keystile and compared with itse
 
 from __future__ import annotations
 
+import json
+
 import time
 from datetime import datetime, timezone
 from typing import Iterator
@@ -79,7 +81,7 @@ def test_regenerate_with_the_key_in_the_path(gw: GatewayProcess) -> None:
     assert missing.status_code == 404
 
 
-def test_tags_spend_reports_and_log_rows_in_litellms_shapes(gw: GatewayProcess) -> None:
+def test_tags_spend_reports_and_log_rows_in_litellms_shapes(gw: GatewayProcess, upstream) -> None:  # type: ignore[no-untyped-def]
     gw.admin("POST", "/team/new", json={"team_id": "parity-team", "team_alias": "Parity Team"})
     gw.admin("POST", "/user/new", json={"user_id": "parity-user", "auto_create_key": False})
     key = gw.create_key(key_alias="parity-key", team_id="parity-team", user_id="parity-user")
@@ -95,6 +97,8 @@ def test_tags_spend_reports_and_log_rows_in_litellms_shapes(gw: GatewayProcess) 
     with openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0) as gpt:
         usage = gpt.chat.completions.create(**openai_body(text="three"), extra_body={"metadata": {"tags": ["proj-b"]}}).usage
         costs.append(usage.prompt_tokens * GPT4O[0] + usage.completion_tokens * GPT4O[1])
+    # The tags are keystile's to read: the upstream's own metadata would refuse them.
+    assert "metadata" not in json.loads(upstream.requests()[-1]["body"])
     admin = gw.admin
 
     tags = {row["individual_request_tag"]: row for row in admin("GET", "/spend/tags").json()}
