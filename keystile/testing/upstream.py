@@ -778,7 +778,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._bad_request("upgrades are not supported")
+            # A WebSocket attempt (Codex's Responses WebSocket mode) is refused as an HTTP-only
+            # server refuses it, 426, so the client falls back to POST + SSE at once.
+            self._bad_request("This server speaks HTTP only, not WebSocket.", 426)
             return
         except httptools.HttpParserError as exc:
             self._bad_request(f"malformed HTTP request: {exc}")
@@ -964,9 +966,9 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.close()
 
-    def _bad_request(self, message: str) -> None:
+    def _bad_request(self, message: str, status: int = 400) -> None:
         body = orjson.dumps(error_body(_OPENAI, ErrorKind.INVALID_REQUEST, message))
-        self.transport.write(_head(Answer(400), len(body), False) + body)
+        self.transport.write(_head(Answer(status), len(body), False) + body)
         self.close()
 
 
