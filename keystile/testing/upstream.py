@@ -43,8 +43,8 @@ A fault rule: ``{"match": {"path", "model", "header": [name, value?], "stream", 
 "times": N, "action": {"type": ...}}``; every match field is optional and they are AND-ed;
 the first rule that matches and has ``times`` left applies (``times`` absent: unlimited).
 Actions: ``status`` (status, body, headers), ``hang``, ``delay`` (seconds), ``close``,
-``reset_after_events`` (events), ``malformed_after_events`` (events, seconds — a pause after the first
-event; in an event stream the broken event is a frame with a wrong checksum), ``event_delay`` (seconds, pauses —
+``reset_after_events`` (events, seconds), ``malformed_after_events`` (events, seconds — a pause after the first
+event, as for ``error_after_events``; in an event stream the broken event is a frame with a wrong checksum), ``event_delay`` (seconds, pauses —
 at most that many pauses, before the 2nd, 3rd, … event, the rest at once: a stream of a known length),
 ``error_after_events`` (events, status — default 529, seconds — a pause after the first event: that
 many events, then the format's in-band error event and a clean end; a request that does not
@@ -184,7 +184,7 @@ _ACTIONS = {
     "hang": set(),
     "delay": {"seconds"},
     "close": set(),
-    "reset_after_events": {"events"},
+    "reset_after_events": {"events", "seconds"},
     "malformed_after_events": {"events", "seconds"},
     "event_delay": {"seconds", "pauses"},
     "error_after_events": {"events", "status", "seconds"},
@@ -912,7 +912,7 @@ class _Connection(asyncio.Protocol):
         for i, event in enumerate(events[:limit]):
             if i and kind == "event_delay" and i <= pauses:
                 await asyncio.sleep(action["seconds"])
-            elif i == 1 and kind in ("error_after_events", "malformed_after_events") and action.get("seconds"):
+            elif i == 1 and kind in ("error_after_events", "malformed_after_events", "reset_after_events") and action.get("seconds"):
                 await asyncio.sleep(action["seconds"])  # the first event reaches the client on its own
             if self.closed or self.closed_by_server:
                 return
