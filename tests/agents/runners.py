@@ -42,6 +42,11 @@ class Run:
 
 def run_cli(name: str, args: list[str], home: Path, env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT) -> Run:
     """``name`` with ``args`` in ``home/work``, HOME=home, only ``env`` added to a minimal environment."""
+    return run_command(name, [*agent_cli(name).command, *args], home, env, timeout)
+
+
+def run_command(name: str, argv: list[str], home: Path, env: dict[str, str] | None = None, timeout: float = RUN_TIMEOUT) -> Run:
+    """``argv`` as ``run_cli`` runs a CLI; ``name`` labels it in the timing summary."""
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
@@ -49,7 +54,7 @@ def run_cli(name: str, args: list[str], home: Path, env: dict[str, str] | None =
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         result = subprocess.run(
-            [*agent_cli(name).command, *args],
+            argv,
             env={**base, **(env or {})},
             cwd=work,
             stdin=subprocess.DEVNULL,  # Codex reads extra input from a stdin that is not a terminal
