@@ -30,7 +30,10 @@ def test_codex_on_a_responses_deployment_is_passed_through(agents_gateway, agent
 
 
 def test_codex_on_an_anthropic_deployment_is_translated(agents_gateway, agent_key, upstream, tmp_path):
-    codex_config(tmp_path, f"{agents_gateway.url}/v1", "claude-sonnet")
+    # With a reasoning effort Codex sends reasoning.effort but no max_output_tokens: thinking
+    # must come on top of the answer's room (it once took all but one token of keystile's
+    # default 4096, leaving Claude no room to answer).
+    codex_config(tmp_path, f"{agents_gateway.url}/v1", "claude-sonnet", extra='model_reasoning_effort = "high"\n')
     run = run_codex(tmp_path, agent_key, "say hi to claude")
     assert run.returncode == 0, run.explain()
     assert run.stdout.startswith(MOCK_ANSWER), run.explain()
@@ -40,6 +43,8 @@ def test_codex_on_an_anthropic_deployment_is_translated(agents_gateway, agent_ke
     assert "Codex" in json.dumps(sent["system"])  # Codex's instructions became the system prompt
     assert "say hi to claude" in json.dumps(sent["messages"][-1])
     assert "exec_command" in [t["name"] for t in sent["tools"]]
+    assert sent["thinking"]["type"] == "enabled"
+    assert sent["max_tokens"] - sent["thinking"]["budget_tokens"] >= 4096  # README: default_max_tokens 4096
     assert agent_key not in agents_gateway.log()
 
 
