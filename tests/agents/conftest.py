@@ -14,7 +14,7 @@ from tests.integration.harness import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KE
 
 def agents_config(upstream_url: str) -> str:
     """Agents offer many tools with every turn; ``x-mock-tools: none`` makes the mock answer in text
-    (``claude-tools`` alone lets it call the first tool)."""
+    (``claude-tools`` and ``gpt-tools`` let it call the first tool)."""
     return textwrap.dedent(
         f"""\
         models:
@@ -35,6 +35,11 @@ def agents_config(upstream_url: str) -> str:
             api_base: {upstream_url}/v1
             api_key: {UPSTREAM_OPENAI_KEY}
             headers: {{x-mock-tools: none}}
+          - name: gpt-tools                  # the same, but the mock calls the first tool offered
+            provider: openai
+            model: gpt-4.1
+            api_base: {upstream_url}/v1
+            api_key: {UPSTREAM_OPENAI_KEY}
           - name: gpt-responses              # an OpenAI-type deployment with the Responses API
             provider: openai
             model: gpt-5

@@ -7,6 +7,7 @@ environment built from scratch, so a developer's own ``OPENAI_API_KEY`` or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -136,3 +137,16 @@ def upstream_calls(upstream, path: str, upstream_key: str, virtual_key: str) -> 
         credentials = [headers.get(h, "") for h in ("x-api-key", "authorization", "x-goog-api-key", "api-key")]
         assert any(upstream_key in c for c in credentials), headers
     return calls
+
+
+def access_log(gateway, key: str, routes: set[str]) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The gateway's access-log lines for ``key``'s requests (a key is named there by its hash's
+    first 12 digits), once each of ``routes`` is among them: the log is written four times a second."""
+    short = hashlib.sha256(key.encode()).hexdigest()[:12]
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith('{"ts"')]
+        mine = [line for line in lines if line.get("key") == short]
+        if routes <= {line["route"] for line in mine} or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.05)

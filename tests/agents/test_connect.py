@@ -9,20 +9,18 @@ user's own, which must survive), and the real CLI then runs with nothing but tho
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shlex
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests.agents.clis import agent_cli
-from tests.agents.runners import MOCK_ANSWER, OPENCODE_ENV, run_command
+from tests.agents.runners import MOCK_ANSWER, OPENCODE_ENV, access_log, run_command
 from tests.integration.harness import KEYSTILE, GatewayProcess
 
 # What each agent is run with once connect has set it up (non-interactive, as the README says).
@@ -60,19 +58,11 @@ def connect(home: Path, *args: str, key_env: str | None) -> subprocess.Completed
     return subprocess.run([KEYSTILE, "connect", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-def access_log(gateway: GatewayProcess, key: str, routes: set[str]) -> list[dict]:
-    """The access-log lines of ``key``'s requests (the log names a key by its hash's first 12 digits),
-    once every one of ``routes`` is there (the log is written four times a second)."""
-    short = hashlib.sha256(key.encode()).hexdigest()[:12]
-    deadline = time.monotonic() + 5
-    while True:
-        lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith('{"ts"')]
-        mine = [line for line in lines if line.get("key") == short]
-        if routes <= {line["route"] for line in mine} or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+def mock_answered(gateway: GatewayProcess, key: str, routes: set[str]) -> set[str]:
+    """The routes ``key``'s requests took; each answered 200 by a model of the built-in config (the mock)."""
+    mine = access_log(gateway, key, routes)
     assert mine and all(line["status"] == 200 and line["deployment"].split("#")[0] in MOCK_GROUPS for line in mine), mine
-    return mine
+    return {line["route"] for line in mine}
 
 
 MOCK_GROUPS = {"claude-*", "gemini-*", "gpt-4o", "claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5", "gpt-4o-mini"}
@@ -107,7 +97,7 @@ def test_connect_write_then_the_real_cli_answers_on_the_default_config(default_g
     assert run.returncode == 0, run.explain()
     assert MOCK_ANSWER in run.stdout, run.explain()
     assert key not in default_gateway.log()
-    assert {line["route"] for line in access_log(default_gateway, key, ROUTES[agent])} == ROUTES[agent]
+    assert mock_answered(default_gateway, key, ROUTES[agent]) == ROUTES[agent]
 
     text = (home / own_path).read_text()
     if own_path.endswith(".json"):

@@ -4,14 +4,16 @@ Without ``-m`` it first asks a small model, in JSON mode (``responseMimeType: ap
 with a ``responseJsonSchema``), how hard the prompt is (a ``:generateContent`` call), then
 streams the answer from the model it picked (``:streamGenerateContent?alt=sse``). Both are
 translated here: the routing call to an OpenAI-type deployment (Chat Completions with a
-``json_schema`` response format), the answer to an Anthropic-type one; with ``-m`` one stream.
+``json_schema`` response format), the answer to an Anthropic-type one; with ``-m`` no routing
+call, and a tool call round trip (``functionCall`` ⇄ ``tool_calls``, ``functionResponse`` ⇄ a
+``tool`` message).
 """
 
 from __future__ import annotations
 
 import json
 
-from tests.agents.runners import MOCK_ANSWER, run_gemini, upstream_calls
+from tests.agents.runners import MOCK_ANSWER, access_log, run_gemini, upstream_calls
 from tests.integration.harness import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY
 
 
@@ -31,17 +33,25 @@ def test_gemini_cli_routes_then_answers_through_translated_upstreams(agents_gate
     body = json.loads(answer["body"])
     assert body["stream"] is True and body["model"] == "claude-sonnet-4-5-20250929"
     assert "say hi to gemini" in json.dumps(body["messages"][-1])
-    routes = [json.loads(line)["route"] for line in agents_gateway.log().splitlines() if line.startswith('{"ts"')]
-    assert any(r.endswith(":generateContent") for r in routes) and any(r.endswith(":streamGenerateContent") for r in routes)
+    routes = {"/v1beta/models/gemini-3.5-flash-lite:generateContent", "/v1beta/models/gemini-3.8-flash:streamGenerateContent"}
+    assert {line["route"] for line in access_log(agents_gateway, agent_key, routes)} == routes
     assert agent_key not in agents_gateway.log()
 
 
-def test_gemini_cli_with_a_model_on_an_openai_deployment(agents_gateway, agent_key, upstream, tmp_path):
-    run = run_gemini(tmp_path, agents_gateway.url, agent_key, "say hi to gpt", model="gpt-chat")
+def test_gemini_cli_with_a_model_and_a_tool_call_on_an_openai_deployment(agents_gateway, agent_key, upstream, tmp_path):
+    # The mock calls the first tool Gemini CLI offers, update_topic (it only sets a title), with
+    # placeholder arguments; Gemini CLI runs it and sends its result back in the next request.
+    run = run_gemini(tmp_path, agents_gateway.url, agent_key, "say hi to gpt", model="gpt-tools")
     assert run.returncode == 0, run.explain()
-    assert run.stdout.startswith(MOCK_ANSWER), run.explain()
-    [call] = upstream_calls(upstream, "/v1/chat/completions", UPSTREAM_OPENAI_KEY, agent_key)  # -m: no routing call
-    sent = json.loads(call["body"])
+    assert run.stdout.strip().endswith("Tool result received: Strategic Intent: mock"), run.explain()
+    first, second = upstream_calls(upstream, "/v1/chat/completions", UPSTREAM_OPENAI_KEY, agent_key)  # -m: no routing call
+    sent = json.loads(first["body"])
     assert sent["model"] == "gpt-4.1" and sent["stream"] is True
     assert "say hi to gpt" in json.dumps(sent["messages"])
+    assert sent["tools"][0]["function"]["name"] == "update_topic"
+    history = json.loads(second["body"])["messages"]
+    [call] = [c for m in history if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    [result] = [m for m in history if m["role"] == "tool"]
+    assert call["function"]["name"] == "update_topic" and result["tool_call_id"] == call["id"]
+    assert "mock" in json.dumps(result["content"])
     assert agent_key not in agents_gateway.log()
