@@ -14,7 +14,7 @@ from tests.integration.harness import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KE
 
 def agents_config(upstream_url: str) -> str:
     """Agents offer many tools with every turn; ``x-mock-tools: none`` makes the mock answer in text
-    (``claude-tools`` and ``gpt-tools`` let it call the first tool)."""
+    (``claude-tools``, ``tools-chat`` and ``tools-responses`` let it call the first tool)."""
     return textwrap.dedent(
         f"""\
         models:
@@ -35,8 +35,8 @@ def agents_config(upstream_url: str) -> str:
             api_base: {upstream_url}/v1
             api_key: {UPSTREAM_OPENAI_KEY}
             headers: {{x-mock-tools: none}}
-          - name: gpt-tools                  # the same, but the mock calls the first tool offered
-            provider: openai
+          - name: tools-chat                 # the same, but the mock calls the first tool offered
+            provider: openai                 # (no "gpt" in the name: opencode offers GPT models other tools)
             model: gpt-4.1
             api_base: {upstream_url}/v1
             api_key: {UPSTREAM_OPENAI_KEY}
@@ -47,6 +47,12 @@ def agents_config(upstream_url: str) -> str:
             api_key: {UPSTREAM_OPENAI_KEY}
             wire_api: responses
             headers: {{x-mock-tools: none}}
+          - name: tools-responses            # the same with the mock calling the first tool
+            provider: openai
+            model: gpt-5
+            api_base: {upstream_url}/v1
+            api_key: {UPSTREAM_OPENAI_KEY}
+            wire_api: responses
           - name: gemini-3.5-flash-lite      # the model of Gemini CLI's routing call, on Chat
             provider: openai
             model: gpt-4.1-mini

@@ -104,15 +104,17 @@ def run_gemini(home: Path, base_url: str, key: str, prompt: str = "say hi", mode
 OPENCODE_ENV = {"OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1"}
 
 
-def run_opencode(home: Path, package: str, base_url: str, key: str, model: str, prompt: str = "say hi") -> Run:
+def run_opencode(
+    home: Path, package: str, base_url: str, key: str, model: str, prompt: str = "say hi", env: dict[str, str] | None = None
+) -> Run:
     """opencode with one provider (``@ai-sdk/<package>``) named ``gw``, its key from ``GW_KEY``."""
     config = {
         "provider": {
             "gw": {"npm": f"@ai-sdk/{package}", "options": {"baseURL": base_url, "apiKey": "{env:GW_KEY}"}, "models": {model: {}}}
         }
     }
-    env = {**OPENCODE_ENV, "OPENCODE_CONFIG_CONTENT": json.dumps(config), "GW_KEY": key}
-    return run_cli("opencode", ["run", "-m", f"gw/{model}", prompt], home, env)
+    variables = {**OPENCODE_ENV, "OPENCODE_CONFIG_CONTENT": json.dumps(config), "GW_KEY": key, **(env or {})}
+    return run_cli("opencode", ["run", "-m", f"gw/{model}", prompt], home, variables)
 
 
 def run_claude(home: Path, base_url: str, key: str, prompt: str = "say hi", env: dict[str, str | None] | None = None) -> Run:

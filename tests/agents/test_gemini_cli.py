@@ -41,7 +41,7 @@ def test_gemini_cli_routes_then_answers_through_translated_upstreams(agents_gate
 def test_gemini_cli_with_a_model_and_a_tool_call_on_an_openai_deployment(agents_gateway, agent_key, upstream, tmp_path):
     # The mock calls the first tool Gemini CLI offers, update_topic (it only sets a title), with
     # placeholder arguments; Gemini CLI runs it and sends its result back in the next request.
-    run = run_gemini(tmp_path, agents_gateway.url, agent_key, "say hi to gpt", model="gpt-tools")
+    run = run_gemini(tmp_path, agents_gateway.url, agent_key, "say hi to gpt", model="tools-chat")
     assert run.returncode == 0, run.explain()
     assert run.stdout.strip().endswith("Tool result received: Strategic Intent: mock"), run.explain()
     first, second = upstream_calls(upstream, "/v1/chat/completions", UPSTREAM_OPENAI_KEY, agent_key)  # -m: no routing call
