@@ -228,6 +228,9 @@ def _print_banner(settings: Settings, generated: str | None) -> None:
         "  Claude Code:",
         f'    ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY="$KEYSTILE_KEY" claude',
         "",
+        "  Codex CLI, Gemini CLI, opencode (or Claude Code): what each needs (add --write to set it up):",
+        f"    {_keystile_executable()} connect codex --url {url}{_config_flag(settings)}",
+        "",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
