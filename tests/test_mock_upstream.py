@@ -607,3 +607,13 @@ def test_a_websocket_upgrade_is_refused_with_426_at_once(upstream: MockUpstreamT
     sock.close()
     assert received.startswith(b"HTTP/1.1 426 "), received[:200]
     assert b"WebSocket" in received
+
+
+def test_an_effort_for_a_model_that_does_not_reason_is_refused_as_openai_does(http: httpx.Client) -> None:
+    chat = http.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4.1", "reasoning_effort": "high"})
+    assert chat.status_code == 400 and chat.json()["error"]["code"] == "unsupported_parameter"
+    assert chat.json()["error"]["param"] == "reasoning_effort"
+    responses = http.post("/v1/responses", json={"model": "gpt-4o", "input": "hi", "reasoning": {"effort": "low"}})
+    assert responses.status_code == 400 and responses.json()["error"]["param"] == "reasoning.effort"
+    assert http.post("/v1/chat/completions", json={**CHAT, "model": "o3", "reasoning_effort": "high"}).status_code == 200
+    assert http.post("/v1/responses", json={"model": "gpt-4o", "input": "hi", "reasoning": {"summary": "auto"}}).status_code == 200

@@ -12,6 +12,12 @@ Each budget on the right falls in the band that maps back to the same effort, so
 trip keeps the level. Anthropic ``output_config.effort`` values ``xhigh``/``max`` become
 ``high``: most OpenAI-compatible servers only accept low/medium/high.
 
+Which OpenAI models take an effort at all: the reasoning families (``o1``, ``o3``, ``o4``,
+``gpt-5``) do; OpenAI's others (``gpt-3.5``, ``gpt-4``, ``gpt-4o``, ``gpt-4.1``, ``chatgpt-…``,
+``gpt-5-chat``) answer ``reasoning_effort`` / ``reasoning.effort`` with 400 "Unsupported
+parameter: … is not supported with this model" (``refuses_reasoning``). Other servers' models
+(DeepSeek, Qwen, …) get an effort when thinking was asked for explicitly.
+
 Anthropic counts thinking inside ``max_tokens``. A client that set no output limit (Codex,
 most Gemini and Chat clients) gets room for both: ``max_tokens`` = the default answer room +
 the budget, up to 32,000 in all (``thinking_room``); one that set a limit gets the budget
@@ -21,6 +27,8 @@ clamped below it.
 from __future__ import annotations
 
 MIN_THINKING_BUDGET = 1024
+_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_NO_REASONING_MODEL_PREFIXES = ("gpt-3", "gpt-4", "chatgpt-", "gpt-5-chat")
 THINKING_OUTPUT_CAP = 32000
 """The smallest output limit of a Claude model that thinks (Opus 4/4.1): no larger max_tokens is asked for."""
 
@@ -40,6 +48,21 @@ _OPENAI_EFFORT_FOR_ANTHROPIC_EFFORT = {
     "xhigh": "high",
     "max": "high",
 }
+
+
+def _base_name(model: str) -> str:
+    return model.rsplit("/", 1)[-1].lower()
+
+
+def is_reasoning_model(model: str) -> bool:
+    """An OpenAI reasoning model: it takes an effort (and ``max_completion_tokens``)."""
+    name = _base_name(model)
+    return name.startswith(_REASONING_MODEL_PREFIXES) and not name.startswith(_NO_REASONING_MODEL_PREFIXES)
+
+
+def refuses_reasoning(model: str) -> bool:
+    """An OpenAI model that answers any effort with 400 (gpt-4o, gpt-4.1, gpt-5-chat, …)."""
+    return _base_name(model).startswith(_NO_REASONING_MODEL_PREFIXES)
 
 
 def effort_for_budget(budget_tokens: int) -> str:

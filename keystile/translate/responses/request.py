@@ -71,7 +71,9 @@ Messages → Responses, decisions and why:
   be returned on the next turn — as a reasoning item without an ``id``: under ``store:
   false`` OpenAI looks an id up and fails ("Item with id 'rs_…' not found"); Codex sends
   none either. Without thinking neither is sent (OpenAI refuses both
-  for models that do not reason). ``output_config.format`` → ``text.format``.
+  for models that do not reason), nor to OpenAI's models that do not reason (``gpt-4o``,
+  ``gpt-4.1``, ``gpt-5-chat``: ``reasoning_effort.refuses_reasoning``) whatever the client
+  asked. ``output_config.format`` → ``text.format``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ from keystile.translate.reasoning_effort import (
     budget_for_effort,
     effort_for_budget,
     openai_effort_for_anthropic_effort,
+    refuses_reasoning,
     thinking_room,
 )
 from keystile.translate.responses.reasoning import reasoning_input_for_thinking, thinking_for_client_reasoning
@@ -548,6 +551,9 @@ def messages_request_to_responses(body: dict, *, upstream_model: str) -> dict:
     tool_names = _function_tools(body.get("tools"), out)
     _function_tool_choice(body.get("tool_choice"), tool_names, out)
     _reasoning(body.get("thinking"), body.get("output_config"), out)
+    if "reasoning" in out and refuses_reasoning(upstream_model):
+        log.debug("anthropic→responses request: %s does not reason; dropping reasoning", upstream_model)
+        del out["reasoning"], out["include"]
 
     if log.isEnabledFor(logging.DEBUG):
         for key in body:
