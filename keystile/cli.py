@@ -228,6 +228,9 @@ def _print_banner(settings: Settings, generated: str | None) -> None:
         "  Claude Code:",
         f'    ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY="$KEYSTILE_KEY" claude',
         "",
+        "  Codex CLI, Gemini CLI, opencode (or Claude Code): what each needs (add --write to set it up):",
+        f"    {_keystile_executable()} connect codex --url {url}{_config_flag(settings)}",
+        "",
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
@@ -291,6 +294,45 @@ def _safe_url(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
+
+
+# --- connect ---------------------------------------------------------------------------------
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    """Print (or merge into the agent's files) what points a coding agent at this gateway."""
+    from pathlib import Path
+
+    from keystile.connect import KEY_VARIABLE, Target, setup_for, write_setup
+    from keystile.connect.files import MergeError, render
+
+    settings = _settings(args.config)
+    url = (args.url or _local_url(settings)).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        sys.stderr.write(f"keystile: --url must start with http:// or https:// (got {url[:80]!r})\n")
+        return EXIT_CONFIG
+    target = Target(url=url, key=args.key or None, model=args.model or None, served=settings.model_names)
+    home = Path.home()
+    setup = setup_for(args.agent, target, home, os.environ)
+    written = None
+    if args.write:
+        try:
+            written = write_setup(setup)
+        except (MergeError, OSError) as exc:
+            sys.stderr.write(f"keystile: nothing written: {exc}\n")
+            return 1
+    key_in_env = bool(os.environ.get(KEY_VARIABLE))
+    sys.stdout.write(render(setup, url, key_given=target.key is not None, key_in_env=key_in_env, home=home, written=written))
+    return 0
+
+
+def _local_url(settings: Settings) -> str:
+    """The gateway's URL on this machine, from the config's host and port."""
+    host = settings.server.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "*") else "[::1]" if host == "::" else host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.server.port}"
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -731,6 +773,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", help="only requests newer than this, e.g. 24h, 7d")
     report.add_argument("--config", help=config_help)
     report.set_defaults(func=cmd_spend_report)
+
+    connect = sub.add_parser(
+        "connect",
+        help="print (or with --write, merge into its config files) what points a coding agent at keystile",
+        description="Print what Claude Code, Codex CLI, Gemini CLI or opencode needs to use this gateway: "
+        "shell variables and config-file settings. With --write the settings are merged into the agent's "
+        "files under your home (other settings are kept; a changed file is backed up first).",
+    )
+    connect.add_argument("agent", choices=("claude", "codex", "gemini", "opencode"), help="the coding agent to set up")
+    connect.add_argument("--url", help="the gateway's base URL (default: http://HOST:PORT from the config's server section)")
+    connect.add_argument(
+        "--key",
+        help="the virtual key to use, written as given; without it the agent reads $KEYSTILE_KEY when it "
+        "starts and no key is printed or written",
+    )
+    connect.add_argument("--model", help="the model the agent should ask for (default: its own, or one the config serves)")
+    connect.add_argument("--write", action="store_true", help="merge the settings into the agent's config files instead of only printing them")
+    connect.add_argument("--config", help=config_help + "; its host, port and model names are used")
+    connect.set_defaults(func=cmd_connect)
 
     _add_import_parser(sub, config_help)
     return parser

@@ -453,3 +453,58 @@ def test_without_auto_tools_only_a_forced_tool_choice_calls_a_tool():
     chat = {"model": "m", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "messages": [{"role": "user", "content": "hi"}]}
     assert mock_replies.openai_completion(chat, auto_tools=False)["choices"][0]["finish_reason"] == "stop"
     assert mock_replies.openai_completion({**chat, "tool_choice": "required"}, auto_tools=False)["choices"][0]["finish_reason"] == "tool_calls"
+
+
+ROUTING_SCHEMA = {  # Gemini CLI's routing call asks for this, with Google's upper-case types
+    "type": "OBJECT",
+    "properties": {"complexity_reasoning": {"type": "STRING"}, "complexity_score": {"type": "INTEGER"}},
+    "required": ["complexity_reasoning", "complexity_score"],
+}
+ROUTING_ANSWER = {"complexity_reasoning": "mock", "complexity_score": 1}
+
+
+@pytest.mark.parametrize(
+    "reply_text",
+    [
+        lambda: mock_replies.anthropic_message(
+            anthropic_body(output_config={"format": {"type": "json_schema", "schema": WEATHER_SCHEMA}})
+        )["content"][0]["text"],
+        lambda: mock_replies.anthropic_message(anthropic_body(output_format={"type": "json_schema", "schema": WEATHER_SCHEMA}))[
+            "content"
+        ][0]["text"],
+        lambda: mock_replies.openai_completion(
+            openai_body(response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": WEATHER_SCHEMA}})
+        )["choices"][0]["message"]["content"],
+    ],
+    ids=["anthropic-output_config", "anthropic-output_format", "chat-response_format"],
+)
+def test_structured_output_is_json_in_the_schema(reply_text) -> None:
+    assert orjson.loads(reply_text()) == WEATHER_INPUT
+
+
+def test_structured_output_in_responses_and_gemini() -> None:
+    from keystile.providers import mock_replies_gemini, mock_replies_responses
+
+    body = {"model": "gpt-5", "input": "route me", "text": {"format": {"type": "json_schema", "name": "w", "schema": WEATHER_SCHEMA}}}
+    response = mock_replies_responses.responses_response(body)
+    assert orjson.loads(response["output"][0]["content"][0]["text"]) == WEATHER_INPUT
+    gemini = {
+        "contents": [{"role": "user", "parts": [{"text": "route me"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": ROUTING_SCHEMA},
+    }
+    answer = mock_replies_gemini.gemini_response(gemini, "gemini-3.5-flash-lite")
+    assert orjson.loads(answer["candidates"][0]["content"]["parts"][0]["text"]) == ROUTING_ANSWER
+
+
+def test_json_mode_without_a_schema_is_a_json_object_with_the_reply() -> None:
+    completion = mock_replies.openai_completion(openai_body("Hi", response_format={"type": "json_object"}))
+    assert orjson.loads(completion["choices"][0]["message"]["content"]) == {"reply": "Hello from keystile mock. You said: Hi"}
+    # Stream and whole answer agree.
+    chunks = [c for c in mock_replies.openai_stream(openai_body("Hi", response_format={"type": "json_object"}, stream=True))]
+    text = "".join(
+        (orjson.loads(e.data).get("choices") or [{}])[0].get("delta", {}).get("content") or ""
+        for chunk in chunks
+        for e in SSEParser().feed(chunk)
+        if e.data != b"[DONE]"
+    )
+    assert orjson.loads(text) == {"reply": "Hello from keystile mock. You said: Hi"}

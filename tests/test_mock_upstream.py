@@ -593,3 +593,27 @@ def test_error_after_events_sends_the_in_band_error_event(http: httpx.Client) ->
     assert [orjson.loads(e.data)["error"]["type"] for e in events] == ["server_error"]
     not_streaming = http.post("/v1/messages", json=MESSAGE, headers=ANTHROPIC_HEADERS)  # gets the status instead
     assert not_streaming.status_code == 500 and not_streaming.json()["error"]["type"] == "api_error"
+
+
+def test_a_websocket_upgrade_is_refused_with_426_at_once(upstream: MockUpstreamThread) -> None:
+    # Codex's Responses WebSocket attempt: an HTTP-only server says 426, and Codex falls back to POST.
+    sock = raw_connection(upstream)
+    request = (
+        "GET /v1/responses HTTP/1.1\r\nhost: mock\r\nconnection: Upgrade\r\nupgrade: websocket\r\n"
+        "sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    received, _ = read_until_closed(sock)
+    sock.close()
+    assert received.startswith(b"HTTP/1.1 426 "), received[:200]
+    assert b"WebSocket" in received
+
+
+def test_an_effort_for_a_model_that_does_not_reason_is_refused_as_openai_does(http: httpx.Client) -> None:
+    chat = http.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4.1", "reasoning_effort": "high"})
+    assert chat.status_code == 400 and chat.json()["error"]["code"] == "unsupported_parameter"
+    assert chat.json()["error"]["param"] == "reasoning_effort"
+    responses = http.post("/v1/responses", json={"model": "gpt-4o", "input": "hi", "reasoning": {"effort": "low"}})
+    assert responses.status_code == 400 and responses.json()["error"]["param"] == "reasoning.effort"
+    assert http.post("/v1/chat/completions", json={**CHAT, "model": "o3", "reasoning_effort": "high"}).status_code == 200
+    assert http.post("/v1/responses", json={"model": "gpt-4o", "input": "hi", "reasoning": {"summary": "auto"}}).status_code == 200

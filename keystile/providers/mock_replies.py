@@ -14,6 +14,10 @@ What the "model" does:
   from the tool's JSON schema (required properties: string → ``"mock"`` or the first enum
   value, integer/number → 1, boolean → true, array → [], object → {}).
 * Last user turn carries tool results: ``"Tool result received: <content>"``.
+* Structured output asked for (Anthropic ``output_config.format``, Chat ``response_format``,
+  Responses ``text.format``, Gemini ``responseMimeType: application/json``): the text is a
+  JSON object built from the schema like a tool input (no schema: ``{"reply": <the text>}``),
+  so a client that parses it (Gemini CLI's routing call) gets what it asked for.
 * ``max_tokens`` (counted in words) and stop sequences truncate text replies.
 
 Usage is an estimate: input tokens = ceil(characters of text / 4), at least 1; output
@@ -192,7 +196,18 @@ def plan_anthropic(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bo
         (body.get("tools"), body.get("system"), messages),
         cache_mode,
         tool_id_prefix="toolu_mock",
+        json_schema=_anthropic_json_schema(body),
     )
+
+
+def _anthropic_json_schema(body: dict) -> dict | None:
+    """``output_config.format`` (or the older beta ``output_format``): ``{"type": "json_schema", "schema"}``."""
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = fmt.get("schema")
+        return schema if isinstance(schema, dict) else {}
+    return None
 
 
 def _anthropic_last_user_turn(messages: list) -> tuple[str, str | None]:
@@ -419,7 +434,22 @@ def plan_openai(body: dict, *, cache_mode: CacheMode = "read", auto_tools: bool 
         (body.get("tools"), messages),
         cache_mode,
         tool_id_prefix="call_mock",
+        json_schema=openai_json_schema(body.get("response_format"), nested=True),
     )
+
+
+def openai_json_schema(fmt: object, *, nested: bool) -> dict | None:
+    """Chat's ``response_format`` (schema under ``json_schema.schema``: ``nested``) or Responses'
+    ``text.format`` (schema beside ``type``); ``json_object`` is any JSON object."""
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_object":
+        return {}
+    if fmt.get("type") != "json_schema":
+        return None
+    holder = fmt.get("json_schema") if nested else fmt
+    schema = holder.get("schema") if isinstance(holder, dict) else None
+    return schema if isinstance(schema, dict) else {}
 
 
 def _openai_last_user_turn(messages: list) -> tuple[str, str | None]:
@@ -476,7 +506,9 @@ def _plan(
     cache_mode: CacheMode,
     *,
     tool_id_prefix: str,
+    json_schema: dict | None = None,
 ) -> Reply:
+    """``json_schema``: the client asked for JSON output in this shape (``{}``: any JSON object)."""
     total, cached = _prompt_tokens(body, prompt_parts)
     if cache_mode == "none":
         cached = 0
@@ -501,6 +533,11 @@ def _plan(
     else:
         echoed = _echo(user_text)
         text = f"{GREETING} You said: {echoed}" if echoed else GREETING
+    if json_schema is not None:
+        shaped = input_from_schema(json_schema) if json_schema.get("properties") else {"reply": text}
+        text = orjson.dumps(shaped).decode()
+        usage.output_tokens = _tokens_for_chars(len(text))
+        return Reply(text, None, "end_turn", None, usage, _digest(_model(body), user_text, text))
     stop: Literal["end_turn", "max_tokens", "stop_sequence"] = "end_turn"
     matched: str | None = None
     cut = len(text)

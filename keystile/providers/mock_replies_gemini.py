@@ -45,7 +45,16 @@ def plan_gemini(body: dict, model: str, *, cache_mode: str = "read", auto_tools:
         (system, body.get("tools"), contents),
         cache_mode,  # type: ignore[arg-type]
         tool_id_prefix="call_mock",
+        json_schema=_gemini_json_schema(generation),
     )
+
+
+def _gemini_json_schema(generation: dict) -> dict | None:
+    """JSON mode: ``responseMimeType: application/json`` with ``responseJsonSchema`` or ``responseSchema``."""
+    if generation.get("responseMimeType") != "application/json":
+        return None
+    schema = generation.get("responseJsonSchema") or _json_schema(generation.get("responseSchema"))
+    return _json_schema(schema) if isinstance(schema, dict) else {}
 
 
 def _json_schema(schema: object) -> object:

@@ -10,7 +10,17 @@ from __future__ import annotations
 import orjson
 
 from keystile.accounting.usage import Usage
-from keystile.providers.mock_replies import CREATED, Reply, _block_text, _list, _model, _plan, split_json, split_text
+from keystile.providers.mock_replies import (
+    CREATED,
+    Reply,
+    _block_text,
+    _list,
+    _model,
+    _plan,
+    openai_json_schema,
+    split_json,
+    split_text,
+)
 
 
 def plan_responses(body: dict, *, cache_mode: str = "read", auto_tools: bool = True) -> Reply:
@@ -29,6 +39,7 @@ def plan_responses(body: dict, *, cache_mode: str = "read", auto_tools: bool = T
         tool = next((t for t in tools if t.get("name") == named), tools[0])
     spec = (tool.get("name"), tool.get("parameters")) if tool is not None else None
     instructions = body.get("instructions")
+    text = body.get("text")
     return _plan(
         body,
         user_text,
@@ -39,6 +50,7 @@ def plan_responses(body: dict, *, cache_mode: str = "read", auto_tools: bool = T
         (instructions if isinstance(instructions, str) else "", body.get("tools"), items),
         cache_mode,  # type: ignore[arg-type]
         tool_id_prefix="call_mock",
+        json_schema=openai_json_schema(text.get("format"), nested=False) if isinstance(text, dict) else None,
     )
 
 

@@ -43,12 +43,14 @@ A fault rule: ``{"match": {"path", "model", "header": [name, value?], "stream", 
 "times": N, "action": {"type": ...}}``; every match field is optional and they are AND-ed;
 the first rule that matches and has ``times`` left applies (``times`` absent: unlimited).
 Actions: ``status`` (status, body, headers), ``hang``, ``delay`` (seconds), ``close``,
-``reset_after_events`` (events), ``malformed_after_events`` (events, seconds — a pause after the first
-event; in an event stream the broken event is a frame with a wrong checksum), ``event_delay`` (seconds, pauses —
+``reset_after_events`` (events, seconds), ``malformed_after_events`` (events, seconds — a pause after the first
+event, as for ``error_after_events``; in an event stream the broken event is a frame with a wrong checksum), ``event_delay`` (seconds, pauses —
 at most that many pauses, before the 2nd, 3rd, … event, the rest at once: a stream of a known length),
 ``error_after_events`` (events, status — default 529, seconds — a pause after the first event: that
 many events, then the format's in-band error event and a clean end; a request that does not
 stream gets the status instead).
+An effort (``reasoning_effort``, ``reasoning.effort``) for an OpenAI model that does not reason
+(``gpt-4o``, ``gpt-4.1``, …) is a 400, as OpenAI answers it.
 A request header ``x-mock-cache: read|write|none`` picks how ``cache_control`` prompt
 prefixes are reported in usage (default ``read``); ``x-mock-tools: none`` answers with text
 even when tools are offered (an agent CLI under test then prints an answer instead of looping
@@ -184,7 +186,7 @@ _ACTIONS = {
     "hang": set(),
     "delay": {"seconds"},
     "close": set(),
-    "reset_after_events": {"events"},
+    "reset_after_events": {"events", "seconds"},
     "malformed_after_events": {"events", "seconds"},
     "event_delay": {"seconds", "pauses"},
     "error_after_events": {"events", "status", "seconds"},
@@ -394,6 +396,9 @@ def _generate(
         return _generate(MESSAGES, _ANTHROPIC, body, cache_mode, None, request_id, auto_tools)
     if azure_model is not None and "model" not in body:
         body = {**body, "model": azure_model}
+    refused = _unsupported_effort(kind, body)
+    if refused is not None:
+        return refused
     if kind == RESPONSES:
         if "model" not in body:
             return _error(fmt, ErrorKind.INVALID_REQUEST, "Missing required parameter: 'model'.", request_id)
@@ -430,6 +435,26 @@ def _generate(
             return Answer(200, events=mock_replies.openai_stream(body, cache_mode=cache_mode, auto_tools=auto_tools), content_type=_SSE)
         return Answer(200, orjson.dumps(mock_replies.openai_completion(body, cache_mode=cache_mode, auto_tools=auto_tools)))
     return Answer(200, orjson.dumps(mock_replies.openai_embeddings(body)))
+
+
+# OpenAI's models that do not reason answer an effort with this 400 (as gpt-4o and gpt-4.1 do).
+_NO_REASONING_MODELS = ("gpt-3", "gpt-4", "chatgpt-", "gpt-5-chat")
+
+
+def _unsupported_effort(kind: str, body: dict) -> Answer | None:
+    model = body.get("model")
+    if not (isinstance(model, str) and model.lower().startswith(_NO_REASONING_MODELS)):
+        return None
+    reasoning = body.get("reasoning")
+    if kind == CHAT and "reasoning_effort" in body:
+        param = "reasoning_effort"
+    elif kind == RESPONSES and isinstance(reasoning, dict) and "effort" in reasoning:
+        param = "reasoning.effort"
+    else:
+        return None
+    error = {"message": f"Unsupported parameter: '{param}' is not supported with this model.",
+             "type": "invalid_request_error", "param": param, "code": "unsupported_parameter"}
+    return Answer(400, orjson.dumps({"error": error}))
 
 
 def _generate_gemini(kind: str, body: dict, model: str, cache_mode: str, request_id: str, auto_tools: bool) -> Answer:
@@ -778,7 +803,9 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._bad_request("upgrades are not supported")
+            # A WebSocket attempt (Codex's Responses WebSocket mode) is refused as an HTTP-only
+            # server refuses it, 426, so the client falls back to POST + SSE at once.
+            self._bad_request("This server speaks HTTP only, not WebSocket.", 426)
             return
         except httptools.HttpParserError as exc:
             self._bad_request(f"malformed HTTP request: {exc}")
@@ -910,7 +937,7 @@ class _Connection(asyncio.Protocol):
         for i, event in enumerate(events[:limit]):
             if i and kind == "event_delay" and i <= pauses:
                 await asyncio.sleep(action["seconds"])
-            elif i == 1 and kind in ("error_after_events", "malformed_after_events") and action.get("seconds"):
+            elif i == 1 and kind in ("error_after_events", "malformed_after_events", "reset_after_events") and action.get("seconds"):
                 await asyncio.sleep(action["seconds"])  # the first event reaches the client on its own
             if self.closed or self.closed_by_server:
                 return
@@ -964,9 +991,9 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.close()
 
-    def _bad_request(self, message: str) -> None:
+    def _bad_request(self, message: str, status: int = 400) -> None:
         body = orjson.dumps(error_body(_OPENAI, ErrorKind.INVALID_REQUEST, message))
-        self.transport.write(_head(Answer(400), len(body), False) + body)
+        self.transport.write(_head(Answer(status), len(body), False) + body)
         self.close()
 
 

@@ -11,11 +11,26 @@
 Each budget on the right falls in the band that maps back to the same effort, so a round
 trip keeps the level. Anthropic ``output_config.effort`` values ``xhigh``/``max`` become
 ``high``: most OpenAI-compatible servers only accept low/medium/high.
+
+Which OpenAI models take an effort at all: the reasoning families (``o1``, ``o3``, ``o4``,
+``gpt-5``) do; OpenAI's others (``gpt-3.5``, ``gpt-4``, ``gpt-4o``, ``gpt-4.1``, ``chatgpt-…``,
+``gpt-5-chat``) answer ``reasoning_effort`` / ``reasoning.effort`` with 400 "Unsupported
+parameter: … is not supported with this model" (``refuses_reasoning``). Other servers' models
+(DeepSeek, Qwen, …) get an effort when thinking was asked for explicitly.
+
+Anthropic counts thinking inside ``max_tokens``. A client that set no output limit (Codex,
+most Gemini and Chat clients) gets room for both: ``max_tokens`` = the default answer room +
+the budget, up to 32,000 in all (``thinking_room``); one that set a limit gets the budget
+clamped below it.
 """
 
 from __future__ import annotations
 
 MIN_THINKING_BUDGET = 1024
+_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_NO_REASONING_MODEL_PREFIXES = ("gpt-3", "gpt-4", "chatgpt-", "gpt-5-chat")
+THINKING_OUTPUT_CAP = 32000
+"""The smallest output limit of a Claude model that thinks (Opus 4/4.1): no larger max_tokens is asked for."""
 
 _BUDGET_FOR_EFFORT = {
     "minimal": 1024,
@@ -35,6 +50,21 @@ _OPENAI_EFFORT_FOR_ANTHROPIC_EFFORT = {
 }
 
 
+def _base_name(model: str) -> str:
+    return model.rsplit("/", 1)[-1].lower()
+
+
+def is_reasoning_model(model: str) -> bool:
+    """An OpenAI reasoning model: it takes an effort (and ``max_completion_tokens``)."""
+    name = _base_name(model)
+    return name.startswith(_REASONING_MODEL_PREFIXES) and not name.startswith(_NO_REASONING_MODEL_PREFIXES)
+
+
+def refuses_reasoning(model: str) -> bool:
+    """An OpenAI model that answers any effort with 400 (gpt-4o, gpt-4.1, gpt-5-chat, …)."""
+    return _base_name(model).startswith(_NO_REASONING_MODEL_PREFIXES)
+
+
 def effort_for_budget(budget_tokens: int) -> str:
     if budget_tokens < 4096:
         return "low"
@@ -50,3 +80,23 @@ def budget_for_effort(effort: str) -> int | None:
 
 def openai_effort_for_anthropic_effort(effort: str) -> str | None:
     return _OPENAI_EFFORT_FOR_ANTHROPIC_EFFORT.get(effort)
+
+
+def thinking_room(budget: int, client_max: int | None, default_max_tokens: int) -> tuple[int, int]:
+    """(thinking budget, ``max_tokens``) for a budget the client asked for.
+
+    With the client's own output limit the budget is clamped below it. Without one the answer
+    keeps ``default_max_tokens`` and the budget comes on top, up to ``THINKING_OUTPUT_CAP`` in all
+    (or the default, if that is larger). When both do not fit, an answer room of at most half
+    the total is kept and thinking gets the rest; a larger default gives way to the budget, down
+    to an eighth of the total (4,000 of 32,000). A budget that comes back under
+    ``MIN_THINKING_BUDGET`` cannot be used.
+    """
+    if client_max is not None:
+        return min(budget, client_max - 1), client_max
+    total = min(default_max_tokens + budget, max(THINKING_OUTPUT_CAP, default_max_tokens))
+    if default_max_tokens <= total // 2:
+        answer = default_max_tokens
+    else:
+        answer = max(total - budget, total // 8)
+    return min(budget, total - answer), total

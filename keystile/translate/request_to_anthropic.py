@@ -12,14 +12,15 @@ Decisions, and why:
   ``tool_result`` blocks are moved in front of other content. Empty text (which Anthropic
   rejects) is dropped; a turn left with nothing is dropped.
 - ``max_completion_tokens`` wins over ``max_tokens``; with neither, ``default_max_tokens``
-  (Anthropic requires a value).
+  (Anthropic requires a value), plus the thinking budget when there is one.
 - ``n`` > 1 is refused (400): Anthropic returns one message per request.
 - ``temperature`` is clamped to Anthropic's 0–1 range; ``top_p`` of 1 (a no-op some
   clients always send) is dropped, because recent Claude models refuse
   ``temperature`` and ``top_p`` together. ``top_k``, an extension some OpenAI clients send,
   is passed through (Anthropic accepts it).
-- ``reasoning_effort`` → ``thinking`` with a budget (see ``reasoning_effort``), clamped
-  below ``max_tokens``. Thinking is left off when Anthropic would refuse it: forced tool
+- ``reasoning_effort`` → ``thinking`` with a budget (see ``reasoning_effort``): clamped
+  below the client's ``max_tokens``, or added to ``default_max_tokens`` when it set none, so
+  thinking does not eat the answer. Thinking is left off when Anthropic would refuse it: forced tool
   use, a budget that does not fit in ``max_tokens``, or a tool-use loop whose last
   assistant turn was sent back without its thinking blocks. While thinking is on,
   ``temperature`` ≠ 1, ``top_p`` < 0.95 and ``top_k`` are dropped (Anthropic refuses them).
@@ -48,7 +49,7 @@ from keystile.translate.invalid_request import (
     optional_str,
 )
 from keystile.translate.media import parse_data_url, url_to_anthropic_source
-from keystile.translate.reasoning_effort import MIN_THINKING_BUDGET, budget_for_effort
+from keystile.translate.reasoning_effort import MIN_THINKING_BUDGET, budget_for_effort, thinking_room
 from keystile.translate.tool_arguments import parse_arguments
 
 log = logging.getLogger("keystile.translate")
@@ -98,6 +99,7 @@ def chat_request_to_messages(body: dict, *, upstream_model: str, default_max_tok
     max_tokens = optional_positive_int(body.get("max_completion_tokens"), "max_completion_tokens")
     if max_tokens is None:
         max_tokens = optional_positive_int(body.get("max_tokens"), "max_tokens")
+    client_max = max_tokens
     out: dict = {"model": upstream_model, "max_tokens": max_tokens or default_max_tokens, "messages": turns}
     if system:
         out["system"] = system[0] if len(system) == 1 else [{"type": "text", "text": s} for s in system]
@@ -126,7 +128,7 @@ def chat_request_to_messages(body: dict, *, upstream_model: str, default_max_tok
         choice = _convert_tool_choice(body)
         if choice is not None:
             out["tool_choice"] = choice
-    _convert_reasoning(body.get("reasoning_effort"), out)
+    _convert_reasoning(body.get("reasoning_effort"), client_max, default_max_tokens, out)
     _convert_response_format(body.get("response_format"), out)
 
     if log.isEnabledFor(logging.DEBUG):
@@ -412,7 +414,7 @@ def _convert_tool_choice(body: dict) -> dict | None:
     return result
 
 
-def _convert_reasoning(effort: object, out: dict) -> None:
+def _convert_reasoning(effort: object, client_max: int | None, default_max_tokens: int, out: dict) -> None:
     if effort is None:
         return
     effort = expect_str(effort, "reasoning_effort")
@@ -421,18 +423,19 @@ def _convert_reasoning(effort: object, out: dict) -> None:
     budget = budget_for_effort(effort)
     if budget is None:
         raise invalid(f"reasoning_effort: unsupported value {effort!r}"[:200], "reasoning_effort")
-    budget = min(budget, out["max_tokens"] - 1)
+    budget, max_tokens = thinking_room(budget, client_max, default_max_tokens)
     reason = None
     choice = out.get("tool_choice")
     if choice is not None and choice["type"] in ("any", "tool"):
         reason = "forced tool use"
     elif budget < MIN_THINKING_BUDGET:
-        reason = f"max_tokens {out['max_tokens']} leaves no room for the minimum thinking budget"
+        reason = f"max_tokens {max_tokens} leaves no room for the minimum thinking budget"
     elif _tool_loop_without_thinking(out["messages"]):
         reason = "the last assistant tool call was sent back without its thinking blocks"
     if reason is not None:
         log.debug("openai→anthropic request: reasoning_effort %r not applied: %s", effort, reason)
         return
+    out["max_tokens"] = max_tokens
     out["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if out.get("temperature", 1) != 1:
         del out["temperature"]

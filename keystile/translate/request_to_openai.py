@@ -28,7 +28,9 @@ Decisions, and why:
   ``reasoning_effort``); an explicit ``output_config.effort`` wins over the budget. An effort
   without explicitly enabled thinking (Claude Code sends ``thinking: {type: adaptive}`` and
   ``output_config.effort`` with every request) becomes ``reasoning_effort`` only for
-  reasoning models (``o1``/``o3``/``o4``/``gpt-5`` names): OpenAI refuses the field on others.
+  reasoning models (``o1``/``o3``/``o4``/``gpt-5`` names); OpenAI's other models (``gpt-4o``,
+  ``gpt-4.1``, ``gpt-5-chat``, …) refuse the field with a 400, so they never get it, not even
+  for explicitly enabled thinking (Gemini CLI asks for thinking with every request).
   ``output_config.format`` (JSON schema) → ``response_format``. ``context_management`` has no
   equivalent and is dropped.
 - A ``role: "system"`` message inside ``messages`` (Claude Code's mid-conversation system
@@ -59,12 +61,16 @@ from keystile.translate.invalid_request import (
 )
 from keystile.translate.hub_request import hub_output_config, hub_tool_choice, hub_tools
 from keystile.translate.media import anthropic_source_to_url, data_url
-from keystile.translate.reasoning_effort import effort_for_budget, openai_effort_for_anthropic_effort
+from keystile.translate.reasoning_effort import (
+    effort_for_budget,
+    is_reasoning_model,
+    openai_effort_for_anthropic_effort,
+    refuses_reasoning,
+)
 from keystile.translate.tool_arguments import dump_arguments
 
 log = logging.getLogger("keystile.translate")
 
-_REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 # OpenAI's ``user`` / ``safety_identifier`` take at most 64 characters; Claude Code's user_id is a
 # JSON document of ~150, so a longer one is sent as a stable hash of itself.
 _MAX_USER = 64
@@ -148,7 +154,10 @@ def messages_request_to_chat(body: dict, *, upstream_model: str, max_tokens_fiel
 
     tool_names = _convert_tools(body.get("tools"), out)
     _convert_tool_choice(body.get("tool_choice"), tool_names, out)
-    _convert_reasoning(body.get("thinking"), body.get("output_config"), out, reasoning_model=_is_reasoning_model(upstream_model))
+    _convert_reasoning(
+        body.get("thinking"), body.get("output_config"), out,
+        reasoning_model=is_reasoning_model(upstream_model), refuses=refuses_reasoning(upstream_model),
+    )
 
     if log.isEnabledFor(logging.DEBUG):
         for key in body:
@@ -157,12 +166,8 @@ def messages_request_to_chat(body: dict, *, upstream_model: str, max_tokens_fiel
     return out
 
 
-def _is_reasoning_model(model: str) -> bool:
-    return model.rsplit("/", 1)[-1].lower().startswith(_REASONING_MODEL_PREFIXES)
-
-
 def _max_tokens_field(model: str) -> str:
-    return "max_completion_tokens" if _is_reasoning_model(model) else "max_tokens"
+    return "max_completion_tokens" if is_reasoning_model(model) else "max_tokens"
 
 
 def _system_text(system: object) -> str:
@@ -385,7 +390,7 @@ def _convert_tool_choice(choice: object, tool_names: set[str], out: dict) -> Non
         out["parallel_tool_calls"] = False
 
 
-def _convert_reasoning(thinking: object, output_config: object, out: dict, *, reasoning_model: bool) -> None:
+def _convert_reasoning(thinking: object, output_config: object, out: dict, *, reasoning_model: bool, refuses: bool) -> None:
     requested, schema = hub_output_config(output_config)
     effort = openai_effort_for_anthropic_effort(requested) if requested is not None else None
     enabled = False
@@ -398,8 +403,10 @@ def _convert_reasoning(thinking: object, output_config: object, out: dict, *, re
             budget = optional_positive_int(thinking.get("budget_tokens"), "thinking.budget_tokens")
             if budget is not None:
                 effort = effort_for_budget(budget)
-    # Explicitly enabled thinking always asks for reasoning; an effort alone (Claude Code sends
-    # output_config.effort and adaptive thinking on every request) only for reasoning models —
-    # OpenAI refuses reasoning_effort on the others (gpt-4o, gpt-4.1) with a 400.
-    if effort is not None and (enabled or reasoning_model):
+    # Explicitly enabled thinking asks for reasoning; an effort alone (Claude Code sends
+    # output_config.effort and adaptive thinking on every request) only for reasoning models.
+    # OpenAI refuses reasoning_effort on its other models (gpt-4o, gpt-4.1) with a 400.
+    if effort is not None and (reasoning_model or (enabled and not refuses)):
         out["reasoning_effort"] = effort
+    elif effort is not None and enabled:
+        log.debug("anthropic→openai request: thinking dropped, %s takes no reasoning_effort", out.get("model"))

@@ -2,22 +2,20 @@
 
 It sends mid-conversation ``role: "system"`` messages, adaptive thinking, ``output_config.effort``
 and a per-request billing block; keystile must translate all of it for a Chat Completions
-upstream, and Claude Code must print the upstream's answer.
+upstream, and Claude Code must print the upstream's answer. In its gateway mode it also discovers
+models with ``GET /v1/models?limit=1000`` (issue 12.6).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import textwrap
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.agents.clis import agent_cli
-from tests.integration.harness import UPSTREAM_OPENAI_KEY, GatewayProcess
+from tests.agents.runners import MOCK_ANSWER, run_claude, upstream_calls
+from tests.integration.harness import UPSTREAM_ANTHROPIC_KEY, UPSTREAM_OPENAI_KEY, GatewayProcess
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +35,11 @@ def gateway(upstream) -> Iterator[GatewayProcess]:  # type: ignore[no-untyped-de
         yield gw
 
 
-def _run_claude(gateway: GatewayProcess, key: str, home: Path, prompt: str) -> subprocess.CompletedProcess:
-    cli = agent_cli("claude")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "ANTHROPIC_BASE_URL": gateway.url,
-        "ANTHROPIC_API_KEY": key,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    }
-    return subprocess.run([*cli.command, "-p", prompt], env=env, capture_output=True, text=True, timeout=120, cwd=home)
-
-
 def test_claude_code_runs_on_an_openai_model(gateway, upstream, tmp_path):
     key = gateway.create_key(key_alias="claude-code-user")
-    result = _run_claude(gateway, key, tmp_path, "say hi")
-    assert result.returncode == 0, result.stderr
-    assert "Hello from keystile mock. You said:" in result.stdout  # the upstream's answer, printed
+    result = run_claude(tmp_path, gateway.url, key, "say hi")
+    assert result.returncode == 0, result.explain()
+    assert result.stdout.startswith(MOCK_ANSWER), result.explain()  # the upstream's answer, printed
     calls = [r for r in upstream.requests() if r["path"] == "/v1/chat/completions"]
     assert calls, upstream.requests()
     sent = json.loads(calls[-1]["body"])
@@ -69,6 +55,33 @@ def test_claude_code_runs_on_an_openai_model(gateway, upstream, tmp_path):
 
 
 def test_a_wrong_key_stops_claude_code_at_once(gateway, tmp_path):
-    result = _run_claude(gateway, "sk-ks-not-a-valid-key-000000000000", tmp_path, "say hi")
+    result = run_claude(tmp_path, gateway.url, "sk-ks-not-a-valid-key-000000000000", "say hi")
     assert result.returncode != 0
     assert "Invalid" in (result.stdout + result.stderr) or "401" in (result.stdout + result.stderr)
+
+
+def test_claude_code_gateway_model_discovery(agents_gateway, upstream, tmp_path):
+    """In its gateway mode Claude Code asks ``GET /v1/models?limit=1000`` (Bearer key,
+    ``anthropic-version``) for the models to offer in its picker, keeps the ``claude…`` ones and
+    caches them in ``~/.claude.json``: it must accept keystile's list, which shows only what the key may use."""
+    # Discovery runs when no model is chosen (ANTHROPIC_MODEL or --model skip it); Claude Code's
+    # default (claude-opus-…) is served by the claude-* pattern, which the list leaves out.
+    key = agents_gateway.create_key(models=["claude-sonnet", "gpt-chat", "claude-opus-*"])
+    env = {
+        "CLAUDE_CODE_USE_GATEWAY": "1",
+        "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",
+        "ANTHROPIC_API_KEY": None,
+        "ANTHROPIC_AUTH_TOKEN": key,
+    }
+    # Claude Code fetches the list beside its first request and may exit before it has stored
+    # it; an answer that takes 1.5 s leaves the fetch time to finish.
+    upstream.set_faults([{"match": {"path": "/v1/messages"}, "action": {"type": "delay", "seconds": 1.5}}])
+    run = run_claude(tmp_path, agents_gateway.url, key, "say hi to the picker", env=env)
+    assert run.returncode == 0, run.explain()
+    assert run.stdout.strip() == f"{MOCK_ANSWER} say hi to the picker", run.explain()
+    state = json.loads((tmp_path / ".claude.json").read_text())
+    offered = [option["value"] for option in state["additionalModelOptionsCache"]]
+    assert offered == ["claude-sonnet"]  # gpt-chat is not a claude model; claude-tools is not this key's
+    [call] = upstream_calls(upstream, "/v1/messages", UPSTREAM_ANTHROPIC_KEY, key)
+    assert json.loads(call["body"])["model"].startswith("claude-opus-")
+    assert key not in agents_gateway.log()

@@ -94,7 +94,7 @@ def standard_config(upstream_url: str, *, extra_models: str = "", extra: str = "
 class GatewayProcess:
     def __init__(
         self,
-        config: str,
+        config: str | None,
         *,
         workdir: Path | None = None,
         env: dict[str, str] | None = None,
@@ -103,8 +103,11 @@ class GatewayProcess:
         port: int | None = None,
     ) -> None:
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="keystile-test-"))
-        self.config_path = self.dir / "keystile.yaml"
-        self.config_path.write_text(config)
+        # None: no --config, so keystile serves its built-in default (what `make run` starts).
+        self.config_path: Path | None = None
+        if config is not None:
+            self.config_path = self.dir / "keystile.yaml"
+            self.config_path.write_text(config)
         self.log_path = self.dir / "gateway.log"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -122,7 +125,8 @@ class GatewayProcess:
     def start(self, timeout: float = 15.0) -> "GatewayProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [KEYSTILE, "serve", "--config", str(self.config_path), "--port", str(self.port), "--workers", str(self.workers)],
+            [KEYSTILE, "serve", *(["--config", str(self.config_path)] if self.config_path else []),
+             "--port", str(self.port), "--workers", str(self.workers)],
             cwd=self.dir,
             env=self.env,
             stdout=self._log,

@@ -259,8 +259,9 @@ def test_the_banner_commands_work_when_pasted_into_another_shell(tmp_path):
         assert f"config:      {workdir / 'keystile.yaml'}" in log
         assert f"database:    {workdir / 'keystile.db'} (SQLite)" in log  # a relative path, shown absolute
         commands = _banner(log)
-        assert [c.split()[0] for c in commands] == ["export", "export", "curl", f"ANTHROPIC_BASE_URL={first.url}"]
+        assert [c.split()[0] for c in commands[:4]] == ["export", "export", "curl", f"ANTHROPIC_BASE_URL={first.url}"]
         assert commands[3].endswith(" claude")
+        assert len(commands) == 5 and " connect codex " in commands[4]
         script = "\n".join([
             "set -e",
             commands[0],  # export MASTER_KEY=…
@@ -268,6 +269,7 @@ def test_the_banner_commands_work_when_pasted_into_another_shell(tmp_path):
             commands[2] + " > messages.json",
             commands[3].removesuffix(" claude") + " env > claude-env.txt",  # what Claude Code would be started with
             _readme_key_generate(first.url) + " > generated.json",
+            commands[4] + " > connect.txt",
             'echo "$KEYSTILE_KEY" > key.txt',
         ])
         shell = subprocess.run(["bash", "-c", script], cwd=elsewhere, env=_clean_env(), capture_output=True, text=True, timeout=60)
@@ -280,6 +282,8 @@ def test_the_banner_commands_work_when_pasted_into_another_shell(tmp_path):
         generated = json.loads((elsewhere / "generated.json").read_text())
         assert generated["key"].startswith("sk-ks-") and generated["key_alias"] == "alice", generated
         assert not (elsewhere / "keystile.db").exists()
+        connect = (elsewhere / "connect.txt").read_text()  # Codex's setup for this gateway and its config's models
+        assert f'base_url = "{first.url}/v1"' in connect and 'model = "' in connect and "<your virtual key>" not in connect
 
     # After a restart the master key is not shown again; the banner says how to get in without it.
     second = GatewayProcess(MOCK_CONFIG, workdir=workdir, master_key=None, env={"KEYSTILE_DATABASE_URL": ""}, port=first.port)

@@ -211,7 +211,8 @@ CHAT_PARAMS = TypeAdapter(CompletionCreateParamsNonStreaming)
 @pytest.mark.parametrize("name", ["codex-toolcall-0002", "codex-gpt55-0001", "codex-builtin-openai-0002", "opencode-responses-0002"])
 def test_recorded_responses_bodies_reach_a_chat_upstream(name: str) -> None:
     body = recorded(name)
-    chat = messages_request_to_chat(responses_request_to_messages(body, **{**R2M, "default_max_tokens": 32000}), upstream_model="gpt-4.1")
+    # o3: an upstream that takes an effort (gpt-4.1 would refuse one, and gets none)
+    chat = messages_request_to_chat(responses_request_to_messages(body, **{**R2M, "default_max_tokens": 32000}), upstream_model="o3")
     _consume(CHAT_PARAMS.validate_python({k: v for k, v in chat.items() if k not in ("stream", "stream_options")}))
     assert chat["messages"][0]["role"] == "system" and chat["messages"][-1]["role"] in ("user", "tool")
     assert chat.get("reasoning_effort") == (body.get("reasoning") or {}).get("effort")  # low/medium/high survive the hub
@@ -225,3 +226,12 @@ def test_chat_requests_reach_a_responses_upstream() -> None:
             valid_responses_request(messages_request_to_responses(body, **M2R))
             translated += 1
     assert translated > 20
+
+
+def test_a_responses_upstream_that_does_not_reason_gets_no_reasoning() -> None:
+    # OpenAI answers reasoning.effort on gpt-4o / gpt-4.1 with 400 "Unsupported parameter".
+    body = {"model": "m", "max_tokens": 100, "thinking": {"type": "enabled", "budget_tokens": 24576},
+            "messages": [{"role": "user", "content": "hi"}]}
+    plain = messages_request_to_responses(body, upstream_model="gpt-4.1")
+    assert "reasoning" not in plain and "include" not in plain
+    assert messages_request_to_responses(body, upstream_model="gpt-5")["reasoning"]["effort"] == "high"

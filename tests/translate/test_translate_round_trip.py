@@ -47,7 +47,7 @@ CLAUDE_CODE_REQUEST = {
 
 
 def test_anthropic_request_survives_a_trip_through_openai() -> None:
-    openai_body = messages_request_to_chat(CLAUDE_CODE_REQUEST, upstream_model="gpt-4.1")
+    openai_body = messages_request_to_chat(CLAUDE_CODE_REQUEST, upstream_model="o3")  # a model that takes an effort
     back = chat_request_to_messages(openai_body, upstream_model="claude-sonnet-4-5", default_max_tokens=1024)
 
     assert back["system"] == "You are Claude Code.\n\nBe concise."

@@ -85,7 +85,7 @@ from keystile.translate.invalid_request import (
     optional_positive_int,
     optional_str,
 )
-from keystile.translate.reasoning_effort import MIN_THINKING_BUDGET, budget_for_effort
+from keystile.translate.reasoning_effort import MIN_THINKING_BUDGET, budget_for_effort, thinking_room
 
 log = logging.getLogger("keystile.translate")
 
@@ -108,7 +108,6 @@ _HANDLED_GENERATION = frozenset(
 
 _IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 _TOOL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_THINKING_OUTPUT_CAP = 32000  # the smallest max output of a Claude model that thinks (Opus 4/4.1)
 _DYNAMIC_BUDGET = 8192
 _FILES_API_HOSTS = ("https://generativelanguage.googleapis.com/",)
 
@@ -534,13 +533,7 @@ def _convert_thinking(config: object, client_max: int | None, default_max_tokens
     else:
         budget = _DYNAMIC_BUDGET  # includeThoughts alone: the model's default, dynamic thinking
 
-    if client_max is not None:
-        max_tokens = client_max
-        budget = min(budget, max_tokens - 1)
-    else:
-        cap = max(_THINKING_OUTPUT_CAP, default_max_tokens + MIN_THINKING_BUDGET)
-        budget = min(budget, cap - default_max_tokens)
-        max_tokens = default_max_tokens + budget
+    budget, max_tokens = thinking_room(budget, client_max, default_max_tokens)
 
     reason = None
     choice = out.get("tool_choice")

@@ -27,10 +27,11 @@ Responses → Messages, decisions and why:
   tool results move to the front of their user turn, an empty turn is dropped, and a final
   assistant turn loses trailing whitespace (Anthropic refuses it in a prefill).
 - ``max_output_tokens`` → ``max_tokens`` (``default_max_tokens`` when absent: Anthropic
-  needs one). ``temperature`` is clamped to 0–1; ``top_p`` of 1 is dropped (recent Claude
+  needs one; plus the thinking budget when there is one, see below). ``temperature`` is clamped to 0–1; ``top_p`` of 1 is dropped (recent Claude
   models refuse ``temperature`` and ``top_p`` together).
-- ``reasoning.effort`` → ``thinking`` with a budget (``reasoning_effort``), clamped below
-  ``max_tokens``; ``none`` and ``minimal`` (OpenAI's "little or no reasoning") and a
+- ``reasoning.effort`` → ``thinking`` with a budget (``reasoning_effort``): clamped below
+  ``max_output_tokens`` when the client set one, else added to ``max_tokens`` (Codex sets
+  none: its answers must not be eaten by thinking); ``none`` and ``minimal`` (OpenAI's "little or no reasoning") and a
   missing effort mean no thinking. As in the Chat translator thinking is left off where
   Anthropic would refuse it (forced tool use, a budget under the minimum, a tool loop
   whose last assistant turn came back without its thinking), and while it is on,
@@ -70,7 +71,9 @@ Messages → Responses, decisions and why:
   be returned on the next turn — as a reasoning item without an ``id``: under ``store:
   false`` OpenAI looks an id up and fails ("Item with id 'rs_…' not found"); Codex sends
   none either. Without thinking neither is sent (OpenAI refuses both
-  for models that do not reason). ``output_config.format`` → ``text.format``.
+  for models that do not reason), nor to OpenAI's models that do not reason (``gpt-4o``,
+  ``gpt-4.1``, ``gpt-5-chat``: ``reasoning_effort.refuses_reasoning``) whatever the client
+  asked. ``output_config.format`` → ``text.format``.
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ from keystile.translate.reasoning_effort import (
     budget_for_effort,
     effort_for_budget,
     openai_effort_for_anthropic_effort,
+    refuses_reasoning,
+    thinking_room,
 )
 from keystile.translate.responses.reasoning import reasoning_input_for_thinking, thinking_for_client_reasoning
 from keystile.translate.responses.tools import ToolNames, additional_tools, convert_tools
@@ -178,8 +183,8 @@ def responses_request_to_messages(body: dict, *, upstream_model: str, default_ma
     if not messages:
         raise invalid("input: at least one user or assistant message is required", "input")
 
-    max_tokens = optional_positive_int(body.get("max_output_tokens"), "max_output_tokens") or default_max_tokens
-    out: dict = {"model": upstream_model, "max_tokens": max_tokens, "messages": messages}
+    client_max = optional_positive_int(body.get("max_output_tokens"), "max_output_tokens")
+    out: dict = {"model": upstream_model, "max_tokens": client_max or default_max_tokens, "messages": messages}
     if system:
         out["system"] = [{"type": "text", "text": s} for s in system]
 
@@ -209,7 +214,7 @@ def responses_request_to_messages(body: dict, *, upstream_model: str, default_ma
         if choice is not None:
             out["tool_choice"] = choice
     _text_format(body.get("text"), out)
-    _thinking(body.get("reasoning"), out)
+    _thinking(body.get("reasoning"), client_max, default_max_tokens, out)
     _cache_breakpoints(out)
 
     if log.isEnabledFor(logging.DEBUG):
@@ -434,7 +439,7 @@ def _text_format(text: object, out: dict) -> None:
         log.debug("responses→anthropic request: text.format %r has no Messages equivalent; dropping it", kind)
 
 
-def _thinking(reasoning: object, out: dict) -> None:
+def _thinking(reasoning: object, client_max: int | None, default_max_tokens: int, out: dict) -> None:
     if reasoning is None:
         return
     effort = optional_str(expect_dict(reasoning, "reasoning").get("effort"), "reasoning.effort")
@@ -443,18 +448,19 @@ def _thinking(reasoning: object, out: dict) -> None:
     budget = budget_for_effort(effort)
     if budget is None:
         raise invalid(f"reasoning.effort: unsupported value {effort!r}"[:200], "reasoning.effort")
-    budget = min(budget, out["max_tokens"] - 1)
+    budget, max_tokens = thinking_room(budget, client_max, default_max_tokens)
     choice = out.get("tool_choice")
     reason = None
     if choice is not None and choice["type"] in ("any", "tool"):
         reason = "forced tool use"
     elif budget < MIN_THINKING_BUDGET:
-        reason = f"max_output_tokens {out['max_tokens']} leaves no room for the minimum thinking budget"
+        reason = f"max_output_tokens {max_tokens} leaves no room for the minimum thinking budget"
     elif _tool_loop_without_thinking(out["messages"]):
         reason = "the last assistant tool call came back without its reasoning item"
     if reason is not None:
         log.debug("responses→anthropic request: reasoning.effort %r not applied: %s", effort, reason)
         return
+    out["max_tokens"] = max_tokens
     out["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if out.get("temperature", 1) != 1:
         del out["temperature"]
@@ -545,6 +551,9 @@ def messages_request_to_responses(body: dict, *, upstream_model: str) -> dict:
     tool_names = _function_tools(body.get("tools"), out)
     _function_tool_choice(body.get("tool_choice"), tool_names, out)
     _reasoning(body.get("thinking"), body.get("output_config"), out)
+    if "reasoning" in out and refuses_reasoning(upstream_model):
+        log.debug("anthropic→responses request: %s does not reason; dropping reasoning", upstream_model)
+        del out["reasoning"], out["include"]
 
     if log.isEnabledFor(logging.DEBUG):
         for key in body:
