@@ -33,8 +33,10 @@ run: install
 # when the run ends, passed or failed (servers already up before, e.g. from
 # `bash tests/services.sh start`, stay up until `bash tests/services.sh stop`).
 # KEYSTILE_SKIP_SERVICES=1 skips those tests on a local run (never in CI).
+# Test files run in parallel, one file per worker at a time (--dist loadfile keeps a file's shared
+# gateway in one process): on 2 cores the suite takes about 4 minutes instead of 8.
 test: install-test
-	bash tests/services.sh run $(BIN)/python -m pytest -q tests
+	bash tests/services.sh run $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
 
 # make bench [BENCH_ARGS="--quick" | "--profile" | "--smoke"]; see bench/README.md
 bench: install-test
