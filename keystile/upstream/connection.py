@@ -160,9 +160,15 @@ class Connection(asyncio.Protocol):
         self._no_body = no_body
         self.served += 1
         self._timeouts = timeouts
-        self._first_byte_due = due = now + timeouts.first_byte
-        if self._timer is None or self._timer_due > due + TIMER_SLACK:
-            self._arm_timer(due)
+        self._first_byte_due = now + timeouts.first_byte
+        # One timer serves the whole exchange, and the next ones on this connection: it is set
+        # for the earliest moment either timeout could expire, and when it fires ``_on_timer``
+        # works out what is really due and sets it again. A timer still pending from an earlier
+        # exchange that fires no later is kept — arming and cancelling a timer per request (and
+        # again when the head came in) was 4.5 % of the worker's time with 5,000 streams open.
+        wake = now + min(timeouts.first_byte, timeouts.idle)
+        if self._timer is None or self._timer_due > wake + TIMER_SLACK:
+            self._arm_timer(wake)
 
     # -- timeouts ---------------------------------------------------------------------------
 
