@@ -179,10 +179,14 @@ class Gateway:
             await self.store.close()
 
     async def _fold_metrics(self) -> None:
-        """Per-request metrics are tallied cheaply; publish them once a second (scrapes fold too)."""
+        """Per-request metrics are tallied cheaply; publish them once a second (scrapes fold too).
+
+        The same tick gives memory back after a burst of concurrent requests has drained.
+        """
         while True:
             await asyncio.sleep(1.0)
             self.metrics.fold()
+            self.inference.burst.check(self.inference.in_flight)
 
     async def _poll_revision(self) -> None:
         """Drop cached keys when another process changed keys, users or teams."""

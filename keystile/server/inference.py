@@ -57,6 +57,7 @@ from keystile.server.http import (
     send_bytes,
     send_error,
 )
+from keystile.server.memory import BurstRelease
 from keystile.server.relay import Relay, make_relay
 from keystile.translate.claude_code import without_billing_header
 from keystile.translate.count_tokens import estimate_input_tokens
@@ -128,6 +129,8 @@ class InferenceHandler:
         """Deployment id → its upstream timeouts when the request sets none (they come from the config)."""
         self.in_flight = 0
         """Admitted requests whose accounting has not finished (``drained`` waits for none)."""
+        self.burst = BurstRelease()
+        """The peak of ``in_flight``, and the memory release after it (checked once a second)."""
         self.call_type: type[_Call] = _Call
         self.tracing: Tracing | None = None
 
@@ -203,6 +206,8 @@ class InferenceHandler:
         watch = DisconnectWatch(receive)
         call = self.call_type(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch, scope["path"])
         self.in_flight += 1
+        if self.in_flight > self.burst.peak:
+            self.burst.peak = self.in_flight
         try:
             await call.run()
         except GatewayError as error:
