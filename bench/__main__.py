@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenarios", help=f"closed loop: comma-separated, from {', '.join(SCENARIOS)} "
                                        "(default messages,messages-stream,chat)")
     p.add_argument("--latency-scenarios", help="open loop at one connection: comma-separated, the first is the reference "
-                                               "(default messages,chat,messages-stream,chat-stream)")
+                                               "(default messages,chat,messages-stream,chat-stream,responses-stream,gemini-stream)")
     p.add_argument("--latency-rate", type=float, help="open loop at one connection: requests per second (default 1000)")
     p.add_argument("--latency-requests", type=int, help="open loop at one connection: measured requests per run "
                                                         "(full: 20000; 0 skips the phase)")
