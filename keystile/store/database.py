@@ -8,11 +8,9 @@ with the stdlib driver (7 µs lookups, see STACK.md) so the event loop never blo
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import sqlite3
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Iterable, NamedTuple, Protocol, Sequence
@@ -107,28 +105,6 @@ def sqlite_path(url: str) -> str:
     return rest or ":memory:"
 
 
-MANY_CHUNK = 32
-"""Rows bound per ``executemany`` call before the SQLite thread lets the event loop have the GIL."""
-
-
-def _execute_many(conn: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-    """``executemany`` in chunks of ``MANY_CHUNK`` rows, yielding the GIL between chunks.
-
-    Binding a row's parameters (and fitting them to their columns) is Python work done with
-    the GIL held; a second's spend rows bound in one go kept the event loop waiting for the
-    GIL for up to the interpreter's switch interval (5 ms) at a time — most of the p99 of
-    requests at one connection. A chunk is ~0.1 ms of that work; ``sleep(0)`` hands the GIL
-    to the event loop if it is waiting.
-    """
-    iterator = iter(rows)
-    while True:
-        chunk = list(itertools.islice(iterator, MANY_CHUNK))
-        if not chunk:
-            return
-        conn.executemany(sql, chunk)
-        time.sleep(0)
-
-
 BACKGROUND_NICENESS = 10
 """How much lower than the event loop the SQLite thread runs (Linux nice steps)."""
 
@@ -197,13 +173,10 @@ class SQLiteDatabase:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = []
-            for s in statements:
-                if isinstance(s, Many):
-                    _execute_many(conn, s.sql, s.rows)
-                    results.append([])
-                else:
-                    results.append(conn.execute(*s).fetchall())
+            results = [
+                (conn.executemany(s.sql, s.rows) and []) if isinstance(s, Many) else conn.execute(*s).fetchall()
+                for s in statements
+            ]
         except BaseException:
             conn.execute("ROLLBACK")
             raise
