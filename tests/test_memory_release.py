@@ -1,6 +1,8 @@
 """The memory release after a burst: when it acts, and that it acts once per burst."""
 
-from keystile.server.memory import BURST_PEAK, SETTLED_FRACTION, BurstRelease, _malloc_trim
+import gc
+
+from keystile.server.memory import BURST_GC_FACTOR, BURST_PEAK, SETTLED_FRACTION, BurstRelease, _malloc_trim
 
 
 class CountingTrim:
@@ -39,3 +41,19 @@ def test_glibc_trim_is_found_and_callable() -> None:
     trim = _malloc_trim()
     assert trim is not None  # the CI machine runs glibc (Debian)
     assert trim() in (0, 1)
+
+
+def test_collector_eased_during_a_burst_and_restored_after() -> None:
+    before = gc.get_threshold()
+    release = BurstRelease(CountingTrim())
+    try:
+        release.raise_peak(BURST_PEAK - 1)
+        assert gc.get_threshold() == before  # no burst yet
+        release.raise_peak(BURST_PEAK)
+        assert gc.get_threshold() == (before[0] * BURST_GC_FACTOR, *before[1:])
+        release.raise_peak(BURST_PEAK * 4)  # a higher peak in the same burst raises nothing further
+        assert gc.get_threshold() == (before[0] * BURST_GC_FACTOR, *before[1:])
+        assert release.check(0)
+        assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*before)

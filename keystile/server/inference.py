@@ -207,7 +207,7 @@ class InferenceHandler:
         call = self.call_type(self, seen, credentials.upstream, send, endpoint, identity, request, grant, started, t0, watch, scope["path"])
         self.in_flight += 1
         if self.in_flight > self.burst.peak:
-            self.burst.peak = self.in_flight
+            self.burst.raise_peak(self.in_flight)
         try:
             await call.run()
         except GatewayError as error:
