@@ -32,7 +32,7 @@ const svg = (tag, attrs, ...children) => h("svg:" + tag, attrs, ...children);
 
 const fmtMoney = (v) => "$" + (v || 0).toLocaleString("en-US", { minimumFractionDigits: v && v < 1 ? 4 : 2, maximumFractionDigits: v && v < 1 ? 6 : 2 });
 const fmtInt = (v) => (v || 0).toLocaleString("en-US");
-const fmtMs = (v) => (v === null || v === undefined ? "—" : v < 1000 ? `${Math.round(v)} ms` : `${(v / 1000).toFixed(2)} s`);
+const fmtMs = (v) => (v === null || v === undefined ? "—" : v < 10 ? `${v.toFixed(1)} ms` : v < 1000 ? `${Math.round(v)} ms` : `${(v / 1000).toFixed(2)} s`);
 const fmtTime = (s) => (s ? new Date(typeof s === "number" ? s * 1000 : s).toLocaleString() : "—");
 const short = (hash) => (hash ? hash.slice(0, 12) : "—");
 
@@ -213,7 +213,9 @@ function lineChart(points, series, { height = 200, format = (v) => v, title, int
 const decimalsFor = (step) => Math.max(0, Math.min(8, -Math.floor(Math.log10(step || 1))));
 const axisMoney = (v, step) => "$" + v.toFixed(decimalsFor(step));
 const axisCount = (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(1)}M` : v >= 1000 ? `${(v / 1000).toFixed(v >= 1e4 ? 0 : 1)}k` : fmtInt(Math.round(v)));
-const axisMs = (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${Math.round(v)} ms`);
+// Ticks less than 1 ms apart keep the decimals that tell them apart (0.5 ms steps: 1.5 ms, not 2 ms twice).
+const axisMs = (v, step) => (v >= 1000 ? `${(v / 1000).toFixed(1)} s`
+  : `${v.toFixed(step && step < 1 ? Math.min(3, Math.ceil(-Math.log10(step))) : 0)} ms`);
 
 function barList(items, { value, label, format, color }) {
   if (!items.length) return h("p", { class: "empty" }, "Nothing yet.");
