@@ -22,6 +22,7 @@ from keystile.accounting.usage import Usage, usage_from_anthropic, usage_to_open
 from keystile.apiformat import ApiFormat
 from keystile.errors import error_body, kind_for_status
 from keystile.translate.errors import translate_error_object
+from keystile.translate.hub_stream import HubStreamEncoder
 from keystile.translate.ids import openai_completion_id
 from keystile.translate.stop_reasons import finish_reason_for
 
@@ -30,8 +31,10 @@ log = logging.getLogger("keystile.translate")
 _DONE = b"data: [DONE]\n\n"
 
 
-class MessagesStreamToChat:
+class MessagesStreamToChat(HubStreamEncoder):
     """Feed each upstream Anthropic SSE event (name + data); send what ``feed``/``finish`` return."""
+
+    direction = "anthropic→openai"
 
     def __init__(self, *, include_usage: bool, model: str | None = None) -> None:
         self.usage = Usage()
@@ -50,36 +53,6 @@ class MessagesStreamToChat:
 
     # --- public API -------------------------------------------------------------------
 
-    def feed(self, event: str | None, data: bytes) -> bytes:
-        """One upstream Anthropic event → zero or more OpenAI SSE ``data:`` lines."""
-        if self.finished:
-            return b""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            log.debug("anthropic→openai stream: skipping an event that is not JSON: %r", data[:200])
-            return b""
-        if not isinstance(obj, dict):
-            return b""
-        kind = obj.get("type") or event
-        if kind == "content_block_delta":
-            return self._block_delta(obj)
-        if kind == "content_block_start":
-            return self._block_start(obj)
-        if kind == "content_block_stop":
-            return self._block_stop(obj)
-        if kind == "message_start":
-            return self._message_start(obj)
-        if kind == "message_delta":
-            return self._message_delta(obj)
-        if kind == "message_stop":
-            return self._end()
-        if kind == "error":
-            self.finished = True
-            err = translate_error_object(obj, 0, upstream=ApiFormat.ANTHROPIC, client=ApiFormat.OPENAI)
-            return b"data: " + orjson.dumps(err) + b"\n\n"
-        return b""  # ping and event types added after this was written
-
     def finish(self) -> bytes:
         """Upstream ended without ``message_stop``: send a final chunk and ``[DONE]`` anyway."""
         if self.finished:
@@ -92,6 +65,11 @@ class MessagesStreamToChat:
             return b""
         self.finished = True
         return b"data: " + orjson.dumps(error_body(ApiFormat.OPENAI, kind_for_status(status), message)) + b"\n\n"
+
+    def _error(self, obj: dict) -> bytes:
+        self.finished = True
+        err = translate_error_object(obj, 0, upstream=ApiFormat.ANTHROPIC, client=ApiFormat.OPENAI)
+        return b"data: " + orjson.dumps(err) + b"\n\n"
 
     # --- events -----------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from keystile.translate.gemini.errors import anthropic_error_to_gemini, gemini_e
 from keystile.translate.gemini.finish_reasons import BLOCKED, finish_reason_for, stop_reason_for
 from keystile.translate.gemini.response import tool_use_id_for
 from keystile.translate.gemini.signatures import GEMINI_NEXT_SIGNATURE, GEMINI_SIGNATURE, thinking_carrier
+from keystile.translate.hub_stream import HubStreamEncoder
 from keystile.translate.ids import anthropic_message_id
 from keystile.translate.tool_arguments import parse_arguments
 
@@ -71,8 +72,10 @@ class _Block:
         self.signature = ""
 
 
-class MessagesStreamToGemini:
+class MessagesStreamToGemini(HubStreamEncoder):
     """Feed each upstream Anthropic SSE event (name + data); send what ``feed``/``finish`` return."""
+
+    direction = "anthropic→gemini"
 
     def __init__(self, model: str) -> None:
         self.usage = Usage()
@@ -84,35 +87,6 @@ class MessagesStreamToGemini:
         self._stop_reason: object = None
 
     # --- public API -------------------------------------------------------------------
-
-    def feed(self, event: str | None, data: bytes) -> bytes:
-        """One upstream Anthropic event → zero or more Gemini SSE chunks."""
-        if self.finished:
-            return b""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            log.debug("anthropic→gemini stream: skipping an event that is not JSON: %r", data[:200])
-            return b""
-        if not isinstance(obj, dict):
-            return b""
-        kind = obj.get("type") or event
-        if kind == "content_block_delta":
-            return self._block_delta(obj)
-        if kind == "content_block_start":
-            return self._block_start(obj)
-        if kind == "content_block_stop":
-            return self._block_stop(obj)
-        if kind == "message_start":
-            self._message_start(obj)
-        elif kind == "message_delta":
-            self._message_delta(obj)
-        elif kind == "message_stop":
-            return self._end()
-        elif kind == "error":
-            self.finished = True
-            return _data(anthropic_error_to_gemini(obj, 0))
-        return b""  # ping and event types added after this was written
 
     def finish(self) -> bytes:
         """Upstream ended without ``message_stop``: send the final chunk with ``finishReason`` anyway."""
@@ -126,6 +100,10 @@ class MessagesStreamToGemini:
             return b""
         self.finished = True
         return _data(gemini_error_body(status, message))
+
+    def _error(self, obj: dict) -> bytes:
+        self.finished = True
+        return _data(anthropic_error_to_gemini(obj, 0))
 
     # --- events -----------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, error_body, kind_for_status
 from keystile.sse import encode_event
 from keystile.translate.errors import translate_error_object
+from keystile.translate.hub_stream import HubStreamEncoder
 from keystile.translate.ids import anthropic_message_id, new_tool_use_id
 from keystile.translate.responses.output import (
     Envelope,
@@ -93,8 +94,10 @@ class _OpenItem:
         self.delta_head = b""  # this item's delta event up to its "delta" value, encoded once
 
 
-class MessagesStreamToResponses:
+class MessagesStreamToResponses(HubStreamEncoder):
     """Feed each upstream Anthropic SSE event (name + data); send what ``feed``/``finish`` return."""
+
+    direction = "anthropic→responses"
 
     def __init__(self, request: dict) -> None:
         self.usage = Usage()
@@ -115,37 +118,6 @@ class MessagesStreamToResponses:
 
     # --- public API -------------------------------------------------------------------
 
-    def feed(self, event: str | None, data: bytes) -> bytes:
-        """One upstream Anthropic event → zero or more Responses SSE events."""
-        if self.finished:
-            return b""
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            log.debug("anthropic→responses stream: skipping an event that is not JSON: %r", data[:200])
-            return b""
-        if not isinstance(obj, dict):
-            return b""
-        kind = obj.get("type") or event
-        if kind == "content_block_delta":
-            return self._block_delta(obj)
-        if kind == "content_block_start":
-            return self._block_start(obj)
-        if kind == "content_block_stop":
-            return self._block_stop(obj)
-        if kind == "message_start":
-            return self._message_start(obj)
-        if kind == "message_delta":
-            self._message_delta(obj)
-            return b""
-        if kind == "message_stop":
-            return self._end()
-        if kind == "error":
-            err = translate_error_object(obj, 0, upstream=ApiFormat.ANTHROPIC, client=ApiFormat.OPENAI)["error"]
-            code = "rate_limit_exceeded" if err.get("type") == "rate_limit_error" else "server_error"
-            return self._failure(code, err.get("message") or "upstream error")
-        return b""  # ping and event types added after this was written
-
     def finish(self) -> bytes:
         """Upstream ended without ``message_stop``: close what is open and complete anyway."""
         if self.finished:
@@ -158,6 +130,11 @@ class MessagesStreamToResponses:
             return b""
         kind = kind_for_status(status)
         return self._failure("rate_limit_exceeded" if kind is ErrorKind.RATE_LIMITED else "server_error", message)
+
+    def _error(self, obj: dict) -> bytes:
+        err = translate_error_object(obj, 0, upstream=ApiFormat.ANTHROPIC, client=ApiFormat.OPENAI)["error"]
+        code = "rate_limit_exceeded" if err.get("type") == "rate_limit_error" else "server_error"
+        return self._failure(code, err.get("message") or "upstream error")
 
     # --- Anthropic events -------------------------------------------------------------
 
