@@ -26,6 +26,10 @@ clamped below it.
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("keystile.translate")
+
 MIN_THINKING_BUDGET = 1024
 _REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _NO_REASONING_MODEL_PREFIXES = ("gpt-3", "gpt-4", "chatgpt-", "gpt-5-chat")
@@ -100,3 +104,43 @@ def thinking_room(budget: int, client_max: int | None, default_max_tokens: int) 
     else:
         answer = max(total - budget, total // 8)
     return min(budget, total - answer), total
+
+
+def enable_thinking(out: dict, budget: int, max_tokens: int, *, direction: str, limit_name: str, lost_thinking: str) -> None:
+    """Turn thinking on in the Messages request ``out`` at ``budget`` (``max_tokens`` from ``thinking_room``).
+
+    Left off, with a debug line saying why (``direction``: e.g. "openai→anthropic"), when
+    Anthropic would refuse it: a forced tool choice, a budget under the minimum (``limit_name``:
+    the client's own name for its output limit), or a tool loop whose last assistant turn came
+    back without its thinking (``lost_thinking`` says so in the client's words). With thinking
+    on, sampling settings Anthropic does not allow with it are dropped.
+    """
+    reason = None
+    choice = out.get("tool_choice")
+    if choice is not None and choice["type"] in ("any", "tool"):
+        reason = "forced tool use"
+    elif budget < MIN_THINKING_BUDGET:
+        reason = f"{limit_name} {max_tokens} leaves no room for the minimum thinking budget"
+    elif _tool_loop_without_thinking(out["messages"]):
+        reason = lost_thinking
+    if reason is not None:
+        log.debug("%s request: thinking not enabled: %s", direction, reason)
+        return
+    out["max_tokens"] = max_tokens
+    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if out.get("temperature", 1) != 1:
+        del out["temperature"]
+    if out.get("top_p", 1) < 0.95:
+        del out["top_p"]
+    out.pop("top_k", None)
+
+
+def _tool_loop_without_thinking(turns: list[dict]) -> bool:
+    """The last assistant turn called tools but does not start with its thinking (Anthropic
+    requires that block back when thinking is on in a tool loop)."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            blocks = turn["content"]
+            uses_tools = any(b["type"] == "tool_use" for b in blocks)
+            return uses_tools and blocks[0]["type"] not in ("thinking", "redacted_thinking")
+    return False

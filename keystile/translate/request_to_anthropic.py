@@ -49,7 +49,7 @@ from keystile.translate.invalid_request import (
     optional_str,
 )
 from keystile.translate.media import parse_data_url, url_to_anthropic_source
-from keystile.translate.reasoning_effort import MIN_THINKING_BUDGET, budget_for_effort, thinking_room
+from keystile.translate.reasoning_effort import budget_for_effort, enable_thinking, thinking_room
 from keystile.translate.tool_arguments import parse_arguments
 
 log = logging.getLogger("keystile.translate")
@@ -424,33 +424,8 @@ def _convert_reasoning(effort: object, client_max: int | None, default_max_token
     if budget is None:
         raise invalid(f"reasoning_effort: unsupported value {effort!r}"[:200], "reasoning_effort")
     budget, max_tokens = thinking_room(budget, client_max, default_max_tokens)
-    reason = None
-    choice = out.get("tool_choice")
-    if choice is not None and choice["type"] in ("any", "tool"):
-        reason = "forced tool use"
-    elif budget < MIN_THINKING_BUDGET:
-        reason = f"max_tokens {max_tokens} leaves no room for the minimum thinking budget"
-    elif _tool_loop_without_thinking(out["messages"]):
-        reason = "the last assistant tool call was sent back without its thinking blocks"
-    if reason is not None:
-        log.debug("openai→anthropic request: reasoning_effort %r not applied: %s", effort, reason)
-        return
-    out["max_tokens"] = max_tokens
-    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    if out.get("temperature", 1) != 1:
-        del out["temperature"]
-    if out.get("top_p", 1) < 0.95:
-        del out["top_p"]
-    out.pop("top_k", None)
-
-
-def _tool_loop_without_thinking(turns: list[dict]) -> bool:
-    for turn in reversed(turns):
-        if turn["role"] == "assistant":
-            blocks = turn["content"]
-            uses_tools = any(b["type"] == "tool_use" for b in blocks)
-            return uses_tools and blocks[0]["type"] not in ("thinking", "redacted_thinking")
-    return False
+    enable_thinking(out, budget, max_tokens, direction="openai→anthropic", limit_name="max_tokens",
+                    lost_thinking="the last assistant tool call was sent back without its thinking blocks")
 
 
 def _convert_response_format(fmt: object, out: dict) -> None:

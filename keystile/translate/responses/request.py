@@ -93,9 +93,9 @@ from keystile.translate.invalid_request import (
 )
 from keystile.translate.media import anthropic_source_to_url, parse_data_url, url_to_anthropic_source
 from keystile.translate.reasoning_effort import (
-    MIN_THINKING_BUDGET,
     budget_for_effort,
     effort_for_budget,
+    enable_thinking,
     openai_effort_for_anthropic_effort,
     refuses_reasoning,
     thinking_room,
@@ -449,32 +449,8 @@ def _thinking(reasoning: object, client_max: int | None, default_max_tokens: int
     if budget is None:
         raise invalid(f"reasoning.effort: unsupported value {effort!r}"[:200], "reasoning.effort")
     budget, max_tokens = thinking_room(budget, client_max, default_max_tokens)
-    choice = out.get("tool_choice")
-    reason = None
-    if choice is not None and choice["type"] in ("any", "tool"):
-        reason = "forced tool use"
-    elif budget < MIN_THINKING_BUDGET:
-        reason = f"max_output_tokens {max_tokens} leaves no room for the minimum thinking budget"
-    elif _tool_loop_without_thinking(out["messages"]):
-        reason = "the last assistant tool call came back without its reasoning item"
-    if reason is not None:
-        log.debug("responses→anthropic request: reasoning.effort %r not applied: %s", effort, reason)
-        return
-    out["max_tokens"] = max_tokens
-    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    if out.get("temperature", 1) != 1:
-        del out["temperature"]
-    if out.get("top_p", 1) < 0.95:
-        del out["top_p"]
-    out.pop("top_k", None)
-
-
-def _tool_loop_without_thinking(turns: list[dict]) -> bool:
-    for turn in reversed(turns):
-        if turn["role"] == "assistant":
-            blocks = turn["content"]
-            return any(b["type"] == "tool_use" for b in blocks) and blocks[0]["type"] not in ("thinking", "redacted_thinking")
-    return False
+    enable_thinking(out, budget, max_tokens, direction="responses→anthropic", limit_name="max_output_tokens",
+                    lost_thinking="the last assistant tool call came back without its reasoning item")
 
 
 def _cache_breakpoints(out: dict) -> None:
