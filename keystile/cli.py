@@ -192,7 +192,7 @@ def _print_banner(settings: Settings, generated: str | None) -> None:
     lines = [
         "",
         f"  keystile {__version__} — {url}",
-        f"  config:      {_config_label(settings)} ({len(names)} models: {', '.join(names[:6])})",
+        f"  config:      {_config_label(settings)} ({len(names)} models: {_first_names(names, 6)})",
         f"  database:    {_database_label(settings.database_url)}",
         *([f"  redis:       {_safe_url(settings.redis_url)} (shared rate limits, budgets, key invalidation)"] if settings.redis_url else []),
         f"  master key:  {source}",
@@ -234,6 +234,12 @@ def _print_banner(settings: Settings, generated: str | None) -> None:
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
+
+
+def _first_names(names: tuple[str, ...], shown: int) -> str:
+    """The first ``shown`` model names, and how many more there are (the banner's config line)."""
+    text = ", ".join(names[:shown])
+    return f"{text}, and {len(names) - shown} more" if len(names) > shown else text
 
 
 def _config_label(settings: Settings) -> str:
