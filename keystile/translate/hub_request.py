@@ -19,6 +19,22 @@ log = logging.getLogger("keystile.translate")
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 """Anthropic's ``output_config.effort`` levels."""
 
+SERVER_TOOL_BLOCKS = frozenset(
+    {
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "container_upload",
+    }
+)
+"""Content blocks of Anthropic's server-side tools: history that a model of another API cannot be shown."""
+
 
 @dataclass(frozen=True, slots=True)
 class HubTool:

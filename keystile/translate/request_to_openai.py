@@ -59,7 +59,7 @@ from keystile.translate.invalid_request import (
     optional_positive_int,
     optional_str,
 )
-from keystile.translate.hub_request import hub_output_config, hub_tool_choice, hub_tools
+from keystile.translate.hub_request import SERVER_TOOL_BLOCKS, hub_output_config, hub_tool_choice, hub_tools
 from keystile.translate.media import anthropic_source_to_url, data_url
 from keystile.translate.reasoning_effort import (
     effort_for_budget,
@@ -92,22 +92,6 @@ _HANDLED = frozenset(
         "tool_choice",
         "thinking",
         "output_config",
-    }
-)
-
-# Result blocks of Anthropic server-side tools: history an OpenAI model cannot be shown.
-_SERVER_TOOL_BLOCKS = frozenset(
-    {
-        "server_tool_use",
-        "web_search_tool_result",
-        "web_fetch_tool_result",
-        "code_execution_tool_result",
-        "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result",
-        "tool_search_tool_result",
-        "mcp_tool_use",
-        "mcp_tool_result",
-        "container_upload",
     }
 )
 
@@ -239,7 +223,7 @@ def _user_part(block: dict, kind: object, at: str) -> dict | None:
         return _document_part(block, at)
     if kind == "search_result":
         return {"type": "text", "text": _search_result_text(block, at)}
-    if isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS:
+    if isinstance(kind, str) and kind in SERVER_TOOL_BLOCKS:
         log.debug("anthropic→openai request: dropping %s block at %s", kind, at)
         return None
     raise invalid(f"{at}.type: unsupported content block type {kind!r}"[:200], f"{at}.type")
@@ -351,7 +335,7 @@ def _convert_assistant(content: object, where: str) -> dict:
                 reasoning.append(thinking)
             else:
                 log.debug("anthropic→openai request: dropping signed thinking block at %s", at)
-        elif kind == "redacted_thinking" or (isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS):
+        elif kind == "redacted_thinking" or (isinstance(kind, str) and kind in SERVER_TOOL_BLOCKS):
             log.debug("anthropic→openai request: dropping %s block at %s", kind, at)
         else:
             raise invalid(f"{at}.type: unsupported assistant content block type {kind!r}"[:200], f"{at}.type")

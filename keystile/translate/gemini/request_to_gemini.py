@@ -46,7 +46,7 @@ import logging
 import mimetypes
 
 from keystile.translate.gemini.signatures import GEMINI_NEXT_SIGNATURE, GEMINI_SIGNATURE, SKIP_SIGNATURE_VALIDATOR
-from keystile.translate.hub_request import hub_output_config, hub_tool_choice, hub_tools
+from keystile.translate.hub_request import SERVER_TOOL_BLOCKS, hub_output_config, hub_tool_choice, hub_tools
 from keystile.translate.invalid_request import (
     expect_dict,
     expect_list,
@@ -62,22 +62,6 @@ from keystile.translate.reasoning_effort import budget_for_effort
 log = logging.getLogger("keystile.translate")
 
 _GEMINI_MAX_BUDGET = 24576  # the largest thinkingBudget every Gemini thinking model accepts
-
-# Anthropic blocks of server-side tools: history a Gemini model cannot be shown.
-_SERVER_TOOL_BLOCKS = frozenset(
-    {
-        "server_tool_use",
-        "web_search_tool_result",
-        "web_fetch_tool_result",
-        "code_execution_tool_result",
-        "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result",
-        "tool_search_tool_result",
-        "mcp_tool_use",
-        "mcp_tool_result",
-        "container_upload",
-    }
-)
 
 
 _HANDLED_MESSAGES = frozenset(
@@ -210,7 +194,7 @@ def _media_part(block: dict, kind: object, at: str) -> dict | None:
         return _source_part(block, at)
     if kind == "search_result":
         return {"text": _search_result_text(block, at)}
-    if isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS:
+    if isinstance(kind, str) and kind in SERVER_TOOL_BLOCKS:
         log.debug("anthropic→gemini request: dropping %s block at %s", kind, at)
         return None
     raise invalid(f"{at}.type: unsupported content block type {kind!r}"[:200], f"{at}.type")
@@ -315,7 +299,7 @@ def _model_parts(content: object, where: str, names: dict[str, str]) -> list[dic
             else:
                 log.debug("anthropic→gemini request: dropping Claude-signed thinking at %s", at)
             continue
-        elif kind == "redacted_thinking" or (isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS):
+        elif kind == "redacted_thinking" or (isinstance(kind, str) and kind in SERVER_TOOL_BLOCKS):
             log.debug("anthropic→gemini request: dropping %s block at %s", kind, at)
             continue
         else:

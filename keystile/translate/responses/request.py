@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import logging
 
-from keystile.translate.hub_request import hub_output_config, hub_tool_choice, hub_tools
+from keystile.translate.hub_request import SERVER_TOOL_BLOCKS, hub_output_config, hub_tool_choice, hub_tools
 from keystile.translate.invalid_request import (
     expect_dict,
     expect_list,
@@ -466,21 +466,6 @@ def _cache_breakpoints(out: dict) -> None:
 
 # --- Messages → Responses -------------------------------------------------------------
 
-_SERVER_TOOL_BLOCKS = frozenset(
-    {
-        "server_tool_use",
-        "web_search_tool_result",
-        "web_fetch_tool_result",
-        "code_execution_tool_result",
-        "bash_code_execution_tool_result",
-        "text_editor_code_execution_tool_result",
-        "tool_search_tool_result",
-        "mcp_tool_use",
-        "mcp_tool_result",
-        "container_upload",
-    }
-)
-
 _MESSAGES_HANDLED = frozenset(
     {
         "model", "messages", "system", "max_tokens", "temperature", "top_p", "stream", "metadata", "tools",
@@ -597,7 +582,7 @@ def _message_items(message: dict, where: str, items: list[dict]) -> None:
             item = reasoning_input_for_thinking(block)
             if item is not None:
                 items.append(item)
-        elif kind == "redacted_thinking" or (isinstance(kind, str) and kind in _SERVER_TOOL_BLOCKS):
+        elif kind == "redacted_thinking" or (isinstance(kind, str) and kind in SERVER_TOOL_BLOCKS):
             log.debug("anthropic→responses request: dropping %s block at %s", kind, at)
         else:
             raise invalid(f"{at}.type: unsupported {role} content block type {kind!r}"[:200], f"{at}.type")
