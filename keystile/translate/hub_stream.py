@@ -12,6 +12,8 @@ import logging
 
 import orjson
 
+from keystile.accounting.usage import Usage, usage_from_anthropic
+
 log = logging.getLogger("keystile.translate")
 
 
@@ -25,6 +27,8 @@ class HubStreamEncoder:
 
     finished = False
     """Set once the client's stream has ended (its finish signal or an in-band error sent)."""
+    usage: Usage
+    """What the stream has reported so far (``message_start``, then each ``message_delta``)."""
     direction = "anthropic→?"
     """For the debug line about an event that is not JSON."""
 
@@ -55,6 +59,21 @@ class HubStreamEncoder:
         if kind == "error":
             return self._error(obj)
         return b""  # ping and event types added after this was written
+
+    def _take_usage(self, delta: dict) -> None:
+        """A ``message_delta``'s usage: cumulative totals, output always, input and cache counts
+        only when the event repeats them."""
+        usage = delta.get("usage")
+        if not isinstance(usage, dict):
+            return
+        update = usage_from_anthropic(usage)
+        self.usage.output_tokens = update.output_tokens
+        if usage.get("input_tokens") is not None:
+            self.usage.input_tokens = update.input_tokens
+        if usage.get("cache_read_input_tokens") is not None:
+            self.usage.cache_read_tokens = update.cache_read_tokens
+        if usage.get("cache_creation_input_tokens") is not None:
+            self.usage.cache_write_tokens = update.cache_write_tokens
 
     def _block_start(self, obj: dict) -> bytes:
         raise NotImplementedError

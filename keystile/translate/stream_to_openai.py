@@ -168,17 +168,7 @@ class MessagesStreamToChat(HubStreamEncoder):
         return self._chunk({"thinking_blocks": [entry]})
 
     def _message_delta(self, obj: dict) -> bytes:
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            # Cumulative totals: output always, input and cache counts only when repeated.
-            update = usage_from_anthropic(usage)
-            self.usage.output_tokens = update.output_tokens
-            if usage.get("input_tokens") is not None:
-                self.usage.input_tokens = update.input_tokens
-            if usage.get("cache_read_input_tokens") is not None:
-                self.usage.cache_read_tokens = update.cache_read_tokens
-            if usage.get("cache_creation_input_tokens") is not None:
-                self.usage.cache_write_tokens = update.cache_write_tokens
+        self._take_usage(obj)
         delta = obj.get("delta")
         stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
         if stop_reason is None or self._finish_sent:

@@ -191,17 +191,7 @@ class MessagesStreamToGemini(HubStreamEncoder):
         return b""
 
     def _message_delta(self, obj: dict) -> None:
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            # Cumulative totals: output always, input and cache counts only when repeated.
-            update = usage_from_anthropic(usage)
-            self.usage.output_tokens = update.output_tokens
-            if usage.get("input_tokens") is not None:
-                self.usage.input_tokens = update.input_tokens
-            if usage.get("cache_read_input_tokens") is not None:
-                self.usage.cache_read_tokens = update.cache_read_tokens
-            if usage.get("cache_creation_input_tokens") is not None:
-                self.usage.cache_write_tokens = update.cache_write_tokens
+        self._take_usage(obj)
         delta = obj.get("delta")
         if isinstance(delta, dict) and delta.get("stop_reason") is not None:
             self._stop_reason = delta["stop_reason"]
