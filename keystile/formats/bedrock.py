@@ -27,8 +27,6 @@ import re
 
 import orjson
 
-from keystile.accounting.meters import AnthropicStreamMeter
-from keystile.accounting.usage import Usage
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
 from keystile.eventstream import EventStreamError, EventStreamParser, encode_headers, encode_message
@@ -227,18 +225,10 @@ class BedrockDecoder(messages.MessagesDecoder):
         return encode_event(event.data, event.event)
 
 
-class BedrockEncoder:
+class BedrockEncoder(messages.MessagesEncoder):
     """Hub events → Bedrock frames for a Bedrock client; an error event becomes an exception frame."""
 
-    __slots__ = ("meter", "finished")
-
-    def __init__(self, request: ClientRequest | None = None) -> None:
-        self.meter = AnthropicStreamMeter()
-        self.finished = False
-
-    @property
-    def usage(self) -> Usage:
-        return self.meter.usage
+    __slots__ = ()
 
     def feed(self, event: str | None, data: bytes) -> bytes:
         if self.finished or not data:
@@ -257,9 +247,6 @@ class BedrockEncoder:
         if event == "message_stop":
             self.finished = True
         return chunk_frame(data)
-
-    def finish(self) -> bytes:
-        return b""
 
     def fail(self, status: int, message: str) -> bytes:
         if self.finished:
