@@ -117,3 +117,22 @@ def hub_output_config(output_config: object) -> tuple[str | None, dict | None]:
             raise invalid("output_config.format.type: expected 'json_schema'", "output_config.format.type")
         schema = expect_dict(fmt.get("schema"), "output_config.format.schema")
     return effort, schema
+
+
+def search_result_text(block: dict, at: str) -> str:
+    """A ``search_result`` block as plain text (title, source, then each text), for APIs without one."""
+    lines = [value for value in (block.get("title"), block.get("source")) if isinstance(value, str) and value]
+    for i, inner in enumerate(expect_list(block.get("content"), f"{at}.content")):
+        inner = expect_dict(inner, f"{at}.content[{i}]")
+        lines.append(expect_str(inner.get("text"), f"{at}.content[{i}].text"))
+    return "\n".join(lines)
+
+
+def content_source_text(source: dict, at: str) -> str:
+    """A document whose source is ``{"type": "content"}``: its text blocks, one paragraph each."""
+    texts = []
+    for i, inner in enumerate(expect_list(source.get("content"), f"{at}.source.content")):
+        inner = expect_dict(inner, f"{at}.source.content[{i}]")
+        if inner.get("type") == "text":
+            texts.append(expect_str(inner.get("text"), f"{at}.source.content[{i}].text"))
+    return "\n\n".join(texts)

@@ -59,7 +59,14 @@ from keystile.translate.invalid_request import (
     optional_positive_int,
     optional_str,
 )
-from keystile.translate.hub_request import SERVER_TOOL_BLOCKS, hub_output_config, hub_tool_choice, hub_tools
+from keystile.translate.hub_request import (
+    SERVER_TOOL_BLOCKS,
+    content_source_text,
+    hub_output_config,
+    hub_tool_choice,
+    hub_tools,
+    search_result_text,
+)
 from keystile.translate.media import anthropic_source_to_url, data_url
 from keystile.translate.reasoning_effort import (
     effort_for_budget,
@@ -222,7 +229,7 @@ def _user_part(block: dict, kind: object, at: str) -> dict | None:
     if kind == "document":
         return _document_part(block, at)
     if kind == "search_result":
-        return {"type": "text", "text": _search_result_text(block, at)}
+        return {"type": "text", "text": search_result_text(block, at)}
     if isinstance(kind, str) and kind in SERVER_TOOL_BLOCKS:
         log.debug("anthropic→openai request: dropping %s block at %s", kind, at)
         return None
@@ -235,12 +242,7 @@ def _document_part(block: dict, at: str) -> dict:
     if kind == "text":
         return {"type": "text", "text": expect_str(source.get("data"), f"{at}.source.data")}
     if kind == "content":
-        texts = []
-        for i, inner in enumerate(expect_list(source.get("content"), f"{at}.source.content")):
-            inner = expect_dict(inner, f"{at}.source.content[{i}]")
-            if inner.get("type") == "text":
-                texts.append(expect_str(inner.get("text"), f"{at}.source.content[{i}].text"))
-        return {"type": "text", "text": "\n\n".join(texts)}
+        return {"type": "text", "text": content_source_text(source, at)}
     if kind == "base64":
         media_type = expect_str(source.get("media_type"), f"{at}.source.media_type")
         data = expect_str(source.get("data"), f"{at}.source.data")
@@ -248,18 +250,6 @@ def _document_part(block: dict, at: str) -> dict:
         filename = title if isinstance(title, str) and title else "document.pdf"
         return {"type": "file", "file": {"filename": filename, "file_data": data_url(media_type, data)}}
     raise invalid(f"{at}.source.type: documents from source type {kind!r} cannot be sent to this model"[:200], f"{at}.source.type")
-
-
-def _search_result_text(block: dict, at: str) -> str:
-    lines = []
-    for key in ("title", "source"):
-        value = block.get(key)
-        if isinstance(value, str) and value:
-            lines.append(value)
-    for i, inner in enumerate(expect_list(block.get("content"), f"{at}.content")):
-        inner = expect_dict(inner, f"{at}.content[{i}]")
-        lines.append(expect_str(inner.get("text"), f"{at}.content[{i}].text"))
-    return "\n".join(lines)
 
 
 def _collapse_text(parts: list[dict]) -> str | list[dict]:
@@ -292,7 +282,7 @@ def _tool_result(block: dict, at: str) -> tuple[dict, list[dict]]:
             elif kind == "text":
                 texts.append(expect_str(inner.get("text"), f"{inner_at}.text"))
             elif kind == "search_result":
-                texts.append(_search_result_text(inner, inner_at))
+                texts.append(search_result_text(inner, inner_at))
             elif kind == "tool_reference":  # a tool found by Anthropic's tool search
                 texts.append("Tool reference: " + expect_str(inner.get("tool_name"), f"{inner_at}.tool_name"))
             elif kind == "browser_state":

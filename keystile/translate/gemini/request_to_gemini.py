@@ -46,7 +46,14 @@ import logging
 import mimetypes
 
 from keystile.translate.gemini.signatures import GEMINI_NEXT_SIGNATURE, GEMINI_SIGNATURE, SKIP_SIGNATURE_VALIDATOR
-from keystile.translate.hub_request import SERVER_TOOL_BLOCKS, hub_output_config, hub_tool_choice, hub_tools
+from keystile.translate.hub_request import (
+    SERVER_TOOL_BLOCKS,
+    content_source_text,
+    hub_output_config,
+    hub_tool_choice,
+    hub_tools,
+    search_result_text,
+)
 from keystile.translate.invalid_request import (
     expect_dict,
     expect_list,
@@ -193,7 +200,7 @@ def _media_part(block: dict, kind: object, at: str) -> dict | None:
     if kind in ("image", "document"):
         return _source_part(block, at)
     if kind == "search_result":
-        return {"text": _search_result_text(block, at)}
+        return {"text": search_result_text(block, at)}
     if isinstance(kind, str) and kind in SERVER_TOOL_BLOCKS:
         log.debug("anthropic→gemini request: dropping %s block at %s", kind, at)
         return None
@@ -213,27 +220,10 @@ def _source_part(block: dict, at: str) -> dict:
     if kind == "text":
         return {"text": expect_str(source.get("data"), f"{at}.source.data")}
     if kind == "content":
-        texts = []
-        for i, inner in enumerate(expect_list(source.get("content"), f"{at}.source.content")):
-            inner = expect_dict(inner, f"{at}.source.content[{i}]")
-            if inner.get("type") == "text":
-                texts.append(expect_str(inner.get("text"), f"{at}.source.content[{i}].text"))
-        return {"text": "\n\n".join(texts)}
+        return {"text": content_source_text(source, at)}
     if kind == "file":
         raise invalid(f"{at}.source: Files API references (source type 'file') cannot be sent to this model", f"{at}.source")
     raise invalid(f"{at}.source.type: unsupported source type {kind!r}"[:200], f"{at}.source.type")
-
-
-def _search_result_text(block: dict, at: str) -> str:
-    lines = []
-    for key in ("title", "source"):
-        value = block.get(key)
-        if isinstance(value, str) and value:
-            lines.append(value)
-    for i, inner in enumerate(expect_list(block.get("content"), f"{at}.content")):
-        inner = expect_dict(inner, f"{at}.content[{i}]")
-        lines.append(expect_str(inner.get("text"), f"{at}.content[{i}].text"))
-    return "\n".join(lines)
 
 
 def _tool_result_parts(block: dict, at: str, names: dict[str, str]) -> list[dict]:

@@ -80,7 +80,14 @@ from __future__ import annotations
 
 import logging
 
-from keystile.translate.hub_request import SERVER_TOOL_BLOCKS, hub_output_config, hub_tool_choice, hub_tools
+from keystile.translate.hub_request import (
+    SERVER_TOOL_BLOCKS,
+    content_source_text,
+    hub_output_config,
+    hub_tool_choice,
+    hub_tools,
+    search_result_text,
+)
 from keystile.translate.invalid_request import (
     expect_dict,
     expect_list,
@@ -618,21 +625,13 @@ def _input_part(block: dict, kind: str, at: str) -> dict:
     if kind == "image":
         return {"type": "input_image", "image_url": anthropic_source_to_url(block.get("source"), f"{at}.source"), "detail": "auto"}
     if kind == "search_result":
-        lines = [v for v in (block.get("title"), block.get("source")) if isinstance(v, str) and v]
-        for i, inner in enumerate(expect_list(block.get("content"), f"{at}.content")):
-            lines.append(expect_str(expect_dict(inner, f"{at}.content[{i}]").get("text"), f"{at}.content[{i}].text"))
-        return {"type": "input_text", "text": "\n".join(lines)}
+        return {"type": "input_text", "text": search_result_text(block, at)}
     source = expect_dict(block.get("source"), f"{at}.source")
     source_kind = source.get("type")
     if source_kind == "text":
         return {"type": "input_text", "text": expect_str(source.get("data"), f"{at}.source.data")}
     if source_kind == "content":
-        texts = []
-        for i, inner in enumerate(expect_list(source.get("content"), f"{at}.source.content")):
-            inner = expect_dict(inner, f"{at}.source.content[{i}]")
-            if inner.get("type") == "text":
-                texts.append(expect_str(inner.get("text"), f"{at}.source.content[{i}].text"))
-        return {"type": "input_text", "text": "\n\n".join(texts)}
+        return {"type": "input_text", "text": content_source_text(source, at)}
     title = block.get("title")
     filename = title if isinstance(title, str) and title else "document.pdf"
     if source_kind == "url":
