@@ -60,6 +60,13 @@ class HubStreamEncoder:
             return self._error(obj)
         return b""  # ping and event types added after this was written
 
+    def finish(self) -> bytes:
+        """The upstream ended without ``message_stop``: close what is open and send the client's
+        finish signal anyway."""
+        if self.finished:
+            return b""
+        return self._end()
+
     def _take_usage(self, delta: dict) -> None:
         """A ``message_delta``'s usage: cumulative totals, output always, input and cache counts
         only when the event repeats them."""

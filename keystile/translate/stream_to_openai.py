@@ -53,12 +53,6 @@ class MessagesStreamToChat(HubStreamEncoder):
 
     # --- public API -------------------------------------------------------------------
 
-    def finish(self) -> bytes:
-        """Upstream ended without ``message_stop``: send a final chunk and ``[DONE]`` anyway."""
-        if self.finished:
-            return b""
-        return self._end()
-
     def fail(self, status: int, message: str) -> bytes:
         """A gateway-side failure mid-stream, as an in-band ``{"error": …}`` data line."""
         if self.finished:

@@ -88,12 +88,6 @@ class MessagesStreamToGemini(HubStreamEncoder):
 
     # --- public API -------------------------------------------------------------------
 
-    def finish(self) -> bytes:
-        """Upstream ended without ``message_stop``: send the final chunk with ``finishReason`` anyway."""
-        if self.finished:
-            return b""
-        return self._end()
-
     def fail(self, status: int, message: str) -> bytes:
         """A gateway-side failure mid-stream, as Google's in-band error chunk."""
         if self.finished:

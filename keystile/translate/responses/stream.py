@@ -118,12 +118,6 @@ class MessagesStreamToResponses(HubStreamEncoder):
 
     # --- public API -------------------------------------------------------------------
 
-    def finish(self) -> bytes:
-        """Upstream ended without ``message_stop``: close what is open and complete anyway."""
-        if self.finished:
-            return b""
-        return self._end()
-
     def fail(self, status: int, message: str) -> bytes:
         """A gateway-side failure mid-stream: ``error`` and ``response.failed``."""
         if self.finished:
