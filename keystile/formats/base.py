@@ -117,6 +117,24 @@ class StreamEncoder(Protocol):
         ...
 
 
+class MeteredWatch:
+    """What every format's ``PassthroughWatch`` keeps: its stream's meter (``meter_type``, the
+    format's usage reader), whether the stream ended or failed, and how many content events it
+    carried. A format's watch adds only how it reads its events (``observe``, ``at_eof``)."""
+
+    __slots__ = ("meter", "finished", "failed", "content_events")
+    meter_type: type
+
+    def __init__(self, request: ClientRequest | None = None) -> None:
+        self.meter = self.meter_type()
+        self.finished = self.failed = False
+        self.content_events = 0
+
+    @property
+    def usage(self) -> Usage:
+        return self.meter.usage
+
+
 class PassthroughWatch(Protocol):
     """Watches a same-format stream that is relayed byte for byte: usage, its end, its errors."""
 

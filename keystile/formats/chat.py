@@ -14,7 +14,7 @@ from keystile.accounting.meters import OpenAIStreamMeter, is_content_chunk, is_u
 from keystile.accounting.usage import Usage, usage_from_openai
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
-from keystile.formats.base import ClientRequest
+from keystile.formats.base import ClientRequest, MeteredWatch
 from keystile.formats.checks import invalid, looks_like_json_object, require_list
 from keystile.providers.base import Operation
 from keystile.sse import SSEEvent
@@ -124,20 +124,15 @@ class ChatEncoder(MessagesStreamToChat):
         super().__init__(include_usage=wants_usage(request.body))
 
 
-class ChatWatch:
+class ChatWatch(MeteredWatch):
     """A Chat stream relayed byte for byte: usage, finish reason, ``[DONE]``, in-band errors."""
 
-    __slots__ = ("meter", "strip_usage", "finished", "failed", "content_events")
+    __slots__ = ("strip_usage",)
+    meter_type = OpenAIStreamMeter
 
     def __init__(self, request: ClientRequest) -> None:
-        self.meter = OpenAIStreamMeter()
+        super().__init__(request)
         self.strip_usage = not wants_usage(request.body)
-        self.finished = self.failed = False
-        self.content_events = 0
-
-    @property
-    def usage(self) -> Usage:
-        return self.meter.usage
 
     def observe(self, event: SSEEvent) -> bool:
         data = event.data

@@ -16,7 +16,7 @@ from keystile.accounting.meters import GeminiStreamMeter, is_gemini_content_chun
 from keystile.accounting.usage import Usage, usage_from_gemini
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
-from keystile.formats.base import ClientRequest, EventDecoder
+from keystile.formats.base import ClientRequest, EventDecoder, MeteredWatch
 from keystile.formats.checks import looks_like_json_object, require_list
 from keystile.providers.base import Operation
 from keystile.sse import SSEEvent
@@ -106,19 +106,11 @@ class GeminiEncoder(MessagesStreamToGemini):
         super().__init__(request.model)
 
 
-class GeminiWatch:
+class GeminiWatch(MeteredWatch):
     """A Gemini stream relayed as is: usage, the ``finishReason`` that ends it, error chunks."""
 
-    __slots__ = ("meter", "finished", "failed", "content_events")
-
-    def __init__(self, request: ClientRequest) -> None:
-        self.meter = GeminiStreamMeter()
-        self.finished = self.failed = False
-        self.content_events = 0
-
-    @property
-    def usage(self) -> Usage:
-        return self.meter.usage
+    __slots__ = ()
+    meter_type = GeminiStreamMeter
 
     def observe(self, event: SSEEvent) -> bool:
         data = event.data

@@ -14,7 +14,7 @@ from keystile.accounting.meters import AnthropicStreamMeter
 from keystile.accounting.usage import Usage, usage_from_anthropic
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, error_body, kind_for_status
-from keystile.formats.base import ClientRequest
+from keystile.formats.base import ClientRequest, MeteredWatch
 from keystile.formats.checks import looks_like_json_object, require_list, require_positive_int
 from keystile.providers.base import Operation
 from keystile.sse import SSEEvent, encode_event
@@ -133,19 +133,11 @@ class MessagesEncoder:
         return stream_error(status, message)
 
 
-class MessagesWatch:
+class MessagesWatch(MeteredWatch):
     """A Messages stream relayed byte for byte, Anthropic upstream to Anthropic client."""
 
-    __slots__ = ("meter", "finished", "failed", "content_events")
-
-    def __init__(self, request: ClientRequest | None = None) -> None:
-        self.meter = AnthropicStreamMeter()
-        self.finished = self.failed = False
-        self.content_events = 0
-
-    @property
-    def usage(self) -> Usage:
-        return self.meter.usage
+    __slots__ = ()
+    meter_type = AnthropicStreamMeter
 
     def observe(self, event: SSEEvent) -> bool:
         if event.data and not looks_like_json_object(event.data):

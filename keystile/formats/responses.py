@@ -18,7 +18,7 @@ from keystile.accounting.meters import ResponsesStreamMeter
 from keystile.accounting.usage import Usage, usage_from_responses
 from keystile.apiformat import ApiFormat
 from keystile.errors import ErrorKind, GatewayError, kind_for_status
-from keystile.formats.base import ClientRequest, EventDecoder
+from keystile.formats.base import ClientRequest, EventDecoder, MeteredWatch
 from keystile.formats.checks import invalid, looks_like_json_object
 from keystile.providers.base import Operation
 from keystile.sse import SSEEvent, encode_event
@@ -108,19 +108,11 @@ class ResponsesEncoder(MessagesStreamToResponses):
         super().__init__(request.body)
 
 
-class ResponsesWatch:
+class ResponsesWatch(MeteredWatch):
     """A Responses stream relayed as is: usage from its terminal event, its end, its errors."""
 
-    __slots__ = ("meter", "finished", "failed", "content_events")
-
-    def __init__(self, request: ClientRequest) -> None:
-        self.meter = ResponsesStreamMeter()
-        self.finished = self.failed = False
-        self.content_events = 0
-
-    @property
-    def usage(self) -> Usage:
-        return self.meter.usage
+    __slots__ = ()
+    meter_type = ResponsesStreamMeter
 
     def observe(self, event: SSEEvent) -> bool:
         data = event.data
