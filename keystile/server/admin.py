@@ -72,7 +72,7 @@ def _iso(ts: float | None) -> str | None:
         return "9999-12-31T23:59:59Z" if ts > 0 else "0001-01-01T00:00:00Z"
 
 
-def _bad(message: str, param: str | None = None) -> GatewayError:
+def bad_request(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(ErrorKind.INVALID_REQUEST, message, param=param)
 
 
@@ -89,22 +89,22 @@ def _quote(value: object) -> str:
 def checked_text(name: str, value: str, cap: int = NAME_CHARS) -> str:
     """``value`` if it can be stored as it is: no NUL (or lone surrogate), at most ``cap`` characters."""
     if len(value) > cap:
-        raise _bad(f"{name}: at most {cap} characters, got {len(value)}.", name)
+        raise bad_request(f"{name}: at most {cap} characters, got {len(value)}.", name)
     if not storable(value):
-        raise _bad(f"{name}: must not contain NUL characters.", name)
+        raise bad_request(f"{name}: must not contain NUL characters.", name)
     return value
 
 
 def checked_duration(name: str, value: object) -> tuple[str, float]:
     """(the duration as it will be stored, its seconds): 1 ms to 100 years, written so it reads back the same."""
     if isinstance(value, str) and len(value) > DURATION_CHARS:
-        raise _bad(f"{name}: expected a duration like 30s, 1h or 7d, got {len(value)} characters.", name)
+        raise bad_request(f"{name}: expected a duration like 30s, 1h or 7d, got {len(value)} characters.", name)
     try:
         seconds = parse_duration(value)
     except (ValueError, OverflowError) as exc:
-        raise _bad(f"{name}: {str(exc)[:QUOTE_CHARS]}.", name) from None
+        raise bad_request(f"{name}: {str(exc)[:QUOTE_CHARS]}.", name) from None
     if not DURATION_MIN <= seconds <= DURATION_MAX:
-        raise _bad(f"{name}: must be between 1ms and 100 years ({DURATION_MAX:.0f}s).", name)
+        raise bad_request(f"{name}: must be between 1ms and 100 years ({DURATION_MAX:.0f}s).", name)
     if isinstance(value, str):
         return value, seconds
     # A number is seconds; stored in the text form budgets parse (1e16 used to become "1e+16").
@@ -126,7 +126,7 @@ class Body:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise _bad(f"{name}: expected a string.", name)
+            raise bad_request(f"{name}: expected a string.", name)
         return checked_text(name, value, cap)
 
     def integer(self, name: str, minimum: int = 0, maximum: int = LIMIT_MAX) -> int | None:
@@ -134,7 +134,7 @@ class Body:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-            raise _bad(f"{name}: expected an integer from {minimum} to {maximum}.", name)
+            raise bad_request(f"{name}: expected an integer from {minimum} to {maximum}.", name)
         return value
 
     def number(self, name: str, maximum: float = MONEY_MAX) -> float | None:
@@ -142,13 +142,13 @@ class Body:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= maximum:
-            raise _bad(f"{name}: expected a number from 0 to {maximum:g}.", name)
+            raise bad_request(f"{name}: expected a number from 0 to {maximum:g}.", name)
         return float(value)
 
     def boolean(self, name: str) -> bool | None:
         value = self.data.get(name)
         if value is not None and not isinstance(value, bool):
-            raise _bad(f"{name}: expected true or false.", name)
+            raise bad_request(f"{name}: expected true or false.", name)
         return value
 
     def strings(self, name: str, cap: int = NAME_CHARS) -> list[str] | None:
@@ -156,9 +156,9 @@ class Body:
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _bad(f"{name}: expected a list of strings.", name)
+            raise bad_request(f"{name}: expected a list of strings.", name)
         if len(value) > LIST_MAX:
-            raise _bad(f"{name}: at most {LIST_MAX} entries, got {len(value)}.", name)
+            raise bad_request(f"{name}: at most {LIST_MAX} entries, got {len(value)}.", name)
         for item in value:
             checked_text(name, item, cap)
         return value
@@ -168,13 +168,13 @@ class Body:
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise _bad(f"{name}: expected an object.", name)
+            raise bad_request(f"{name}: expected an object.", name)
         try:
             size = len(orjson.dumps(value))
         except orjson.JSONEncodeError:
-            raise _bad(f"{name}: nested too deeply to store.", name) from None
+            raise bad_request(f"{name}: nested too deeply to store.", name) from None
         if size > METADATA_BYTES:
-            raise _bad(f"{name}: at most {METADATA_BYTES} bytes of JSON, got {size}.", name)
+            raise bad_request(f"{name}: at most {METADATA_BYTES} bytes of JSON, got {size}.", name)
         return value
 
     def int_mapping(self, name: str) -> dict[str, int] | None:
@@ -182,11 +182,11 @@ class Body:
         if value is None:
             return None
         if len(value) > LIST_MAX:
-            raise _bad(f"{name}: at most {LIST_MAX} entries, got {len(value)}.", name)
+            raise bad_request(f"{name}: at most {LIST_MAX} entries, got {len(value)}.", name)
         for model, limit in value.items():
             checked_text(name, model)
             if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LIMIT_MAX:
-                raise _bad(f"{name}: expected an object of model name to an integer from 1 to {LIMIT_MAX}.", name)
+                raise bad_request(f"{name}: expected an object of model name to an integer from 1 to {LIMIT_MAX}.", name)
         return value
 
     def duration(self, name: str) -> str | None:
@@ -280,7 +280,7 @@ class Admin:
                 await send_error(send, FMT, error)
                 return
             except IntegrityViolation as exc:
-                await send_error(send, FMT, _bad(f"Conflicts with an existing record: {_integrity_message(exc)}."))
+                await send_error(send, FMT, bad_request(f"Conflicts with an existing record: {_integrity_message(exc)}."))
                 return
             except DatabaseUnavailable:
                 error = GatewayError(ErrorKind.UNAVAILABLE, "keystile cannot reach its database right now; retry shortly.")
@@ -318,9 +318,9 @@ class Admin:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise _bad(f"The request body is not valid JSON: {exc}.") from None
+            raise bad_request(f"The request body is not valid JSON: {exc}.") from None
         if not isinstance(data, dict):
-            raise _bad("The request body must be a JSON object.")
+            raise bad_request("The request body must be a JSON object.")
         return data
 
     # --- views -------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ class Admin:
 
     async def _find_key(self, ref: str | None, *, param: str = "key") -> KeyRecord:
         if not ref:
-            raise _bad(f"{param}: required (the key, or its hash).", param)
+            raise bad_request(f"{param}: required (the key, or its hash).", param)
         token_hash = ref if _HASH.match(ref) else hash_key(ref)
         key = await self.store.get_key(token_hash)
         if key is None:
@@ -436,7 +436,7 @@ class Admin:
 
     async def _check_team(self, team_id: str | None) -> None:
         if team_id is not None and await self.store.get_team(team_id) is None:
-            raise _bad(f"team_id: team {_quote(team_id)} does not exist; create it with /team/new first.", "team_id")
+            raise bad_request(f"team_id: team {_quote(team_id)} does not exist; create it with /team/new first.", "team_id")
 
     def _custom_key(self, body: Body, name: str) -> str | None:
         """A key value the admin chose, if it is one keystile can accept (``auth.custom_key_problem``)."""
@@ -444,10 +444,10 @@ class Admin:
         if raw is None:
             return None
         if not isinstance(raw, str):
-            raise _bad(f"{name}: expected a string.", name)
+            raise bad_request(f"{name}: expected a string.", name)
         problem = custom_key_problem(raw, self.gw.authenticator.master_key_hash)
         if problem is not None:
-            raise _bad(f"{name}: {problem}.", name)
+            raise bad_request(f"{name}: {problem}.", name)
         return raw
 
     async def key_generate(self, body: Body, query: dict) -> dict:
@@ -456,7 +456,7 @@ class Admin:
         await self._check_team(fields.get("team_id"))
         record = build_key(raw, fields, self.gw.clock.now(), duration)
         if await self.store.get_key(record.token_hash) is not None:
-            raise _bad("key: a key with this value already exists.", "key")
+            raise bad_request("key: a key with this value already exists.", "key")
         answer = {"key": raw, **self.key_view(record), "expires": _iso(record.expires_at)}
         await self.store.insert_key(record)
         await self.gw.changed(record.token_hash)
@@ -494,7 +494,7 @@ class Admin:
         refs = body.strings("keys") or []
         aliases = body.strings("key_aliases") or []
         if not refs and not aliases:
-            raise _bad("keys: give a list of keys (or their hashes) to delete.", "keys")
+            raise bad_request("keys: give a list of keys (or their hashes) to delete.", "keys")
         hashes = [r if _HASH.match(r) else hash_key(r) for r in refs]
         for alias in aliases:
             found = await self.store.find_key_by_alias(alias)
@@ -514,8 +514,8 @@ class Admin:
         return {"deleted_keys": deleted}
 
     async def key_list(self, body: Body, query: dict) -> dict:
-        page = _positive(query.get("page"), 1, "page", PAGE_MAX)
-        size = min(_positive(query.get("size"), 100, "size"), 1000)
+        page = positive_int(query.get("page"), 1, "page", PAGE_MAX)
+        size = min(positive_int(query.get("size"), 100, "size"), 1000)
         search = query.get("key_alias") or None  # a part of the alias (or masked key, user, team)
         keys = await self.store.list_keys(
             user_id=query.get("user_id"), team_id=query.get("team_id"), search=search, limit=size, offset=(page - 1) * size
@@ -539,7 +539,7 @@ class Admin:
         raw = custom or generate_key()
         new_hash = hash_key(raw)
         if new_hash != key.token_hash and await self.store.get_key(new_hash) is not None:
-            raise _bad("new_key: a key with this value already exists.", "new_key")
+            raise bad_request("new_key: a key with this value already exists.", "new_key")
         self.key_view(dataclasses.replace(key, **changes))  # the answer can be built before anything is stored
         updated = await self.store.rekey(key.token_hash, new_hash, mask(raw), changes)
         if updated is None:
@@ -569,7 +569,7 @@ class Admin:
         fields = _read_fields(body, _USER_READERS)
         user_id = body.string("user_id") or str(uuid.uuid4())
         if await self.store.get_user(user_id) is not None:
-            raise _bad(f"user_id: user {_quote(user_id)} already exists.", "user_id")
+            raise bad_request(f"user_id: user {_quote(user_id)} already exists.", "user_id")
         now = self.gw.clock.now()
         teams = list(dict.fromkeys(body.strings("teams") or []))
         for team_id in teams:  # before anything is written: a bad team id leaves no half-made user
@@ -592,7 +592,7 @@ class Admin:
 
     async def _find_user(self, user_id: str | None) -> UserRecord:
         if not user_id:
-            raise _bad("user_id: required.", "user_id")
+            raise bad_request("user_id: required.", "user_id")
         user = await self.store.get_user(user_id)
         if user is None:
             raise _not_found(f"User {_quote(user_id)} not found.")
@@ -623,7 +623,7 @@ class Admin:
     async def user_delete(self, body: Body, query: dict) -> dict:
         ids = body.strings("user_ids")
         if not ids:
-            raise _bad("user_ids: give a list of user ids to delete.", "user_ids")
+            raise bad_request("user_ids: give a list of user ids to delete.", "user_ids")
         deleted = await self.store.delete_users(ids)
         if not deleted:
             raise _not_found("None of the given users exist.")
@@ -633,8 +633,8 @@ class Admin:
         return {"deleted_users": deleted}
 
     async def user_list(self, body: Body, query: dict) -> dict:
-        page = _positive(query.get("page"), 1, "page", PAGE_MAX)
-        size = min(_positive(query.get("page_size"), 100, "page_size"), 1000)
+        page = positive_int(query.get("page"), 1, "page", PAGE_MAX)
+        size = min(positive_int(query.get("page_size"), 100, "page_size"), 1000)
         users = await self.store.list_users(limit=size, offset=(page - 1) * size)
         return {"users": [self.user_view(u) for u in users], "page": page, "page_size": size}
 
@@ -652,7 +652,7 @@ class Admin:
                 assert member.user_email is not None
                 found = await self.store.find_users_by_email(member.user_email)
                 if len(found) > 1:
-                    raise _bad(
+                    raise bad_request(
                         f"{param}: several users have the e-mail {_quote(member.user_email)}; give the member's user_id instead.",
                         param,
                     )
@@ -683,7 +683,7 @@ class Admin:
         wanted = _members_in(body, "members_with_roles", body.data.get("members_with_roles"), allow_missing=True)
         wanted = [_Member(user_id, None, "user") for user_id in body.strings("members") or []] + wanted
         if await self.store.get_team(team_id) is not None:
-            raise _bad(f"team_id: team {_quote(team_id)} already exists.", "team_id")
+            raise bad_request(f"team_id: team {_quote(team_id)} already exists.", "team_id")
         members, new_users = await self._resolve_members(wanted, "members_with_roles")
         record = TeamRecord(team_id=team_id, **fields)
         period = period_seconds(record.budget_duration)
@@ -698,7 +698,7 @@ class Admin:
 
     async def _find_team(self, team_id: str | None) -> TeamRecord:
         if not team_id:
-            raise _bad("team_id: required.", "team_id")
+            raise bad_request("team_id: required.", "team_id")
         team = await self.store.get_team(team_id)
         if team is None:
             raise _not_found(f"Team {_quote(team_id)} not found.")
@@ -723,7 +723,7 @@ class Admin:
     async def team_delete(self, body: Body, query: dict) -> dict:
         ids = body.strings("team_ids")
         if not ids:
-            raise _bad("team_ids: give a list of team ids to delete.", "team_ids")
+            raise bad_request("team_ids: give a list of team ids to delete.", "team_ids")
         deleted = await self.store.delete_teams(ids)
         if not deleted:
             raise _not_found("None of the given teams exist.")
@@ -754,7 +754,7 @@ class Admin:
             if user_id is None:
                 raise _not_found(f"No member of team {_quote(team.team_id)} has the e-mail {_quote(email)}.")
         if not user_id:
-            raise _bad("user_id: required (or user_email).", "user_id")
+            raise bad_request("user_id: required (or user_email).", "user_id")
         if not await self.store.remove_team_member(team.team_id, user_id):
             raise _not_found(f"User {_quote(user_id)} is not a member of team {_quote(team.team_id)}.")
         await self.gw.changed()
@@ -786,7 +786,7 @@ class Admin:
             key_id = record.id if record is not None else token_hash  # a key id, or a deleted key's hash
         start = _time_param(query.get("start_date"), "start_date")
         end = _time_param(query.get("end_date"), "end_date")
-        limit = min(_positive(query.get("limit"), 1000, "limit"), 100_000)
+        limit = min(positive_int(query.get("limit"), 1000, "limit"), 100_000)
         await self.gw.writer.flush()  # include what is still in memory
         rows = await self.store.spend_logs(
             key_id=key_id,
@@ -868,41 +868,41 @@ def _members_in(body: Body, name: str, value: object, *, allow_missing: bool = F
         return []
     entries = value if isinstance(value, list) else [value] if name == "member" else None
     if not entries or not all(isinstance(m, dict) for m in entries):
-        raise _bad(shape, name)
+        raise bad_request(shape, name)
     if len(entries) > LIST_MAX:
-        raise _bad(f"{name}: at most {LIST_MAX} members, got {len(entries)}.", name)
+        raise bad_request(f"{name}: at most {LIST_MAX} members, got {len(entries)}.", name)
     out = []
     for entry in entries:
         user_id, email, role = entry.get("user_id"), entry.get("user_email"), entry.get("role", "user")
         if role is None:
             role = "user"
         if user_id is None and email is None:
-            raise _bad(f"{name}: each member needs a user_id or a user_email.", name)
+            raise bad_request(f"{name}: each member needs a user_id or a user_email.", name)
         if not all(v is None or isinstance(v, str) for v in (user_id, email)) or not isinstance(role, str):
-            raise _bad(shape, name)
+            raise bad_request(shape, name)
         if role not in TEAM_ROLES:
-            raise _bad(f"{name}: role must be \"admin\" or \"user\", got {_quote(role)}.", name)
+            raise bad_request(f"{name}: role must be \"admin\" or \"user\", got {_quote(role)}.", name)
         if user_id is not None:
             checked_text(name, user_id)
         if email is not None:
             checked_text(name, email, EMAIL_CHARS)
         out.append(_Member(user_id or None, email or None, role))
     if any(m.user_id is None and m.user_email is None for m in out):
-        raise _bad(f"{name}: each member needs a user_id or a user_email.", name)
+        raise bad_request(f"{name}: each member needs a user_id or a user_email.", name)
     return out
 
 
-def _positive(raw: str | None, default: int, name: str, maximum: int | None = None) -> int:
+def positive_int(raw: str | None, default: int, name: str, maximum: int | None = None) -> int:
     if raw is None:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise _bad(f"{name}: expected a positive integer.", name) from None
+        raise bad_request(f"{name}: expected a positive integer.", name) from None
     if value < 1:
-        raise _bad(f"{name}: expected a positive integer.", name)
+        raise bad_request(f"{name}: expected a positive integer.", name)
     if maximum is not None and value > maximum:
-        raise _bad(f"{name}: at most {maximum}.", name)
+        raise bad_request(f"{name}: at most {maximum}.", name)
     return value
 
 
@@ -921,9 +921,9 @@ def _time_param(raw: str | None, name: str) -> float | None:
                 parsed = parsed.replace(tzinfo=timezone.utc)
             value = parsed.timestamp()
         except (ValueError, OverflowError, OSError):
-            raise _bad(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name) from None
+            raise bad_request(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name) from None
     if not TIME_MIN <= value <= TIME_MAX:  # also NaN and infinities
-        raise _bad(f"{name}: expected a time between the years 1 and 9999.", name)
+        raise bad_request(f"{name}: expected a time between the years 1 and 9999.", name)
     return value
 
 

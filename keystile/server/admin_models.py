@@ -30,7 +30,7 @@ from keystile.store.columns import storable
 from keystile.store.model_table import StoredModel
 from keystile.upstream.client import Timeouts
 
-from keystile.server.admin import checked_text
+from keystile.server.admin import bad_request, checked_text
 
 if TYPE_CHECKING:
     from keystile.server.admin import Admin, Body, Handler
@@ -39,10 +39,6 @@ LIVE_CHECK_LIMIT = 20
 LIVE_CHECK_TIMEOUT = 15.0
 MAX_RUNTIME_MODELS = 1000
 _SECRET_PARAMS = frozenset({"api_key"})
-
-
-def _bad(message: str, param: str | None = None) -> GatewayError:
-    return GatewayError(ErrorKind.INVALID_REQUEST, message, param=param)
 
 
 def litellm_model(deployment: Deployment) -> str:
@@ -171,25 +167,25 @@ class ModelsAPI:
         params = body.data.get("litellm_params")
         info = body.data.get("model_info")
         if not isinstance(model_name, str) or not model_name.strip():
-            raise _bad("model_name: required, the public name clients send as model.", "model_name")
+            raise bad_request("model_name: required, the public name clients send as model.", "model_name")
         checked_text("model_name", model_name)
         if not isinstance(params, dict):
-            raise _bad("litellm_params: required, an object with at least model (provider/model).", "litellm_params")
+            raise bad_request("litellm_params: required, an object with at least model (provider/model).", "litellm_params")
         if info is not None and not isinstance(info, dict):
-            raise _bad("model_info: expected an object.", "model_info")
+            raise bad_request("model_info: expected an object.", "model_info")
         model_id = (info or {}).get("id")
         if model_id is None:
             model_id = str(uuid.uuid4())
         elif not isinstance(model_id, str) or not model_id.strip() or len(model_id) > 200 or not storable(model_id):
-            raise _bad("model_info.id: expected a non-empty string of at most 200 characters (no NUL).", "model_info")
+            raise bad_request("model_info.id: expected a non-empty string of at most 200 characters (no NUL).", "model_info")
         deployment, problems = read_runtime_model(model_id, model_name, params, info)
         if deployment is None:
             first = problems[0]
-            raise _bad("; ".join(problems)[:1000], first.split(":", 1)[0].split(".", 1)[0])
+            raise bad_request("; ".join(problems)[:1000], first.split(":", 1)[0].split(".", 1)[0])
         if any(d.id == model_id for d in self.gw.router.deployments()) or await self.gw.model_table.get(model_id) is not None:
-            raise _bad(f"model_info.id: a deployment with id {model_id!r} already exists.", "model_info")
+            raise bad_request(f"model_info.id: a deployment with id {model_id!r} already exists.", "model_info")
         if len(self.gw.router.runtime) >= MAX_RUNTIME_MODELS:
-            raise _bad(f"model_name: at most {MAX_RUNTIME_MODELS} models can be added at run time.", "model_name")
+            raise bad_request(f"model_name: at most {MAX_RUNTIME_MODELS} models can be added at run time.", "model_name")
         stored = StoredModel(model_id, model_name, _json_safe(params), _json_safe(info or {}))
         await self.gw.model_table.insert(stored)
         await self.gw.reload_models()
@@ -206,9 +202,9 @@ class ModelsAPI:
         if model_id is not None:
             checked_text("id", model_id)
         if not model_id:
-            raise _bad("id: required, the model's id (model_info.id in /model/info).", "id")
+            raise bad_request("id: required, the model's id (model_info.id in /model/info).", "id")
         if model_id not in self._runtime_ids() and any(d.id == model_id for d in self.gw.router.configured):
-            raise _bad(f"id: {model_id!r} is defined in the configuration file; remove it there.", "id")
+            raise bad_request(f"id: {model_id!r} is defined in the configuration file; remove it there.", "id")
         if not await self.gw.model_table.delete(model_id):
             raise GatewayError(ErrorKind.NOT_FOUND, f"No model with id {model_id[:200]!r} was added at run time.")
         await self.gw.reload_models()
@@ -228,12 +224,12 @@ class ModelsAPI:
             if model is not None:
                 group = router.group(model)
                 if group is None:
-                    raise _bad(f"model: {model[:200]!r} is not served by this gateway.", "model")
+                    raise bad_request(f"model: {model[:200]!r} is not served by this gateway.", "model")
                 targets = [router.concrete(d, model) for d in group.deployments]
             else:
                 targets = [d for d in router.deployments() if d.id == model_id]
                 if not targets:
-                    raise _bad(f"model_id: no deployment with id {model_id[:200]!r}.", "model_id")
+                    raise bad_request(f"model_id: no deployment with id {model_id[:200]!r}.", "model_id")
             targets = targets[:LIVE_CHECK_LIMIT]
             results = await asyncio.gather(*(self._live_check(d) for d in targets))
             live = {d.id: error for d, error in zip(targets, results)}

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from keystile.accounting.pricing import cost_of, price_for
 from keystile.accounting.usage import usage_from_anthropic, usage_from_openai
-from keystile.errors import ErrorKind, GatewayError
+from keystile.errors import GatewayError
+from keystile.server.admin import bad_request, positive_int
 from keystile.store.spend_reports import DAY, SpendFilter
 
 if TYPE_CHECKING:
@@ -27,10 +28,6 @@ _HASH_LEN = 64
 MAX_BUCKETS = 2000
 GLOBAL_WINDOW = 30 * DAY
 """``/global/spend`` and ``/global/spend/logs`` cover the last 30 days, as LiteLLM's views do."""
-
-
-def _bad(message: str, param: str) -> GatewayError:
-    return GatewayError(ErrorKind.INVALID_REQUEST, message, param=param)
 
 
 def _day(ts: float) -> str:
@@ -47,12 +44,12 @@ def parse_time(raw: str | None, name: str, *, end: bool = False) -> float | None
         pass
     else:
         if not math.isfinite(value) or abs(value) > 1e11:
-            raise _bad(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name)
+            raise bad_request(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name)
         return value
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise _bad(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name) from None
+        raise bad_request(f"{name}: expected Unix seconds or an ISO date such as 2026-11-01.", name) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     value = parsed.timestamp()
@@ -67,22 +64,10 @@ def date_range(query: dict, *, required: bool = False) -> tuple[float | None, fl
     if required:
         for name, value in (("start_date", start), ("end_date", end)):
             if value is None:
-                raise _bad(f"{name}: required (a date such as 2026-11-01).", name)
+                raise bad_request(f"{name}: required (a date such as 2026-11-01).", name)
     if start is not None and end is not None and end < start:
-        raise _bad("end_date: comes before start_date.", "end_date")
+        raise bad_request("end_date: comes before start_date.", "end_date")
     return start, end
-
-
-def positive(raw: str | None, default: int, name: str, maximum: int) -> int:
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(f"{name}: expected a positive integer.", name) from None
-    if value < 1:
-        raise _bad(f"{name}: expected a positive integer.", name)
-    return min(value, maximum)
 
 
 async def key_id_of(store, ref: str | None) -> str | None:  # type: ignore[no-untyped-def]
@@ -133,7 +118,7 @@ class SpendAPI:
         start, end = date_range(query, required=True)
         group_by = query.get("group_by") or "team"
         if group_by not in ("team", "customer", "api_key", "user", "model"):
-            raise _bad("group_by: expected team, customer, api_key, user or model.", "group_by")
+            raise bad_request("group_by: expected team, customer, api_key, user or model.", "group_by")
         await self._fresh()
         token = await key_id_of(self.gw.store, query.get("api_key"))
         user = query.get("internal_user_id") or None
@@ -208,26 +193,26 @@ class SpendAPI:
             model = model or (answer.get("model") if isinstance(answer.get("model"), str) else None)
             usage_raw = answer.get("usage")
             if not isinstance(usage_raw, dict):
-                raise _bad("completion_response.usage: required, an object with the token counts.", "completion_response")
+                raise bad_request("completion_response.usage: required, an object with the token counts.", "completion_response")
             usage = usage_from_openai(usage_raw) if "prompt_tokens" in usage_raw else usage_from_anthropic(usage_raw)
         elif model is not None:
             messages = body.data.get("messages")
             if not isinstance(messages, list):
-                raise _bad("messages: required with model, a list of messages.", "messages")
+                raise bad_request("messages: required with model, a list of messages.", "messages")
             try:
                 tokens = estimate_input_tokens({"messages": messages, "system": body.data.get("system")})
             except GatewayError as error:
-                raise _bad(f"messages: {error.message}", "messages") from None
+                raise bad_request(f"messages: {error.message}", "messages") from None
             from keystile.accounting.usage import Usage
 
             usage = Usage(input_tokens=tokens)
         else:
-            raise _bad("model: give model and messages, or completion_response.", "model")
+            raise bad_request("model: give model and messages, or completion_response.", "model")
         if not model:
-            raise _bad("model: required (or completion_response.model).", "model")
+            raise bad_request("model: required (or completion_response.model).", "model")
         price = self._price(model)
         if price is None:
-            raise _bad(f"model: no price is known for {model[:200]!r}.", "model")
+            raise bad_request(f"model: no price is known for {model[:200]!r}.", "model")
         return {"cost": cost_of(usage, price)}
 
     def _price(self, model: str):  # type: ignore[no-untyped-def]
@@ -247,8 +232,8 @@ class SpendAPI:
         now = self.gw.clock.now()
         if start is None:
             start = (end or now) - GLOBAL_WINDOW
-        page = positive(query.get("page"), 1, "page", 1_000_000)
-        size = positive(query.get("page_size"), 50, "page_size", 1000)
+        page = min(positive_int(query.get("page"), 1, "page"), 1_000_000)
+        size = min(positive_int(query.get("page_size"), 50, "page_size"), 1000)
         await self._fresh()
         where = SpendFilter(
             start=start, end=end, key_id=await key_id_of(self.gw.store, query.get("api_key")), user_id=query.get("user_id") or None,
@@ -298,11 +283,11 @@ class SpendAPI:
         from keystile.server.admin import _log_view
 
         start, end = date_range(query)
-        page = positive(query.get("page"), 1, "page", 1_000_000)
-        size = positive(query.get("page_size"), 50, "page_size", 500)
+        page = min(positive_int(query.get("page"), 1, "page"), 1_000_000)
+        size = min(positive_int(query.get("page_size"), 50, "page_size"), 500)
         status = query.get("status_filter") or None
         if status not in (None, "success", "failure"):
-            raise _bad("status_filter: expected success or failure.", "status_filter")
+            raise bad_request("status_filter: expected success or failure.", "status_filter")
         await self._fresh()
         where = SpendFilter(
             start=start, end=end, key_id=await key_id_of(self.gw.store, query.get("api_key")), user_id=query.get("user_id") or None,
@@ -332,11 +317,11 @@ class SpendAPI:
         start = start if start is not None else end - DAY
         span = max(end - start, 60.0)
         default_bucket = 3600.0 if span <= 2 * DAY else DAY
-        bucket = float(positive(query.get("bucket"), int(default_bucket), "bucket", 366 * 86400))
+        bucket = float(min(positive_int(query.get("bucket"), int(default_bucket), "bucket"), 366 * 86400))
         if bucket < 60:
-            raise _bad("bucket: at least 60 seconds.", "bucket")
+            raise bad_request("bucket: at least 60 seconds.", "bucket")
         if span / bucket > MAX_BUCKETS:
-            raise _bad(f"bucket: the range would need more than {MAX_BUCKETS} buckets; choose a wider one.", "bucket")
+            raise bad_request(f"bucket: the range would need more than {MAX_BUCKETS} buckets; choose a wider one.", "bucket")
         await self._fresh()
         where = SpendFilter(start=start, end=end)
         series = [
