@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 NAME_CHARS = 256
 """Ids, aliases, model names, deployment names: longer is refused (admin) or cut (spend log)."""
@@ -57,20 +58,17 @@ def fit_count(value: int) -> int:
 
 def fit_money(value: float) -> float:
     """A finite amount of USD within ``±MONEY_MAX`` (NaN becomes 0)."""
-    if type(value) is float and -MONEY_MAX <= value <= MONEY_MAX:
-        return value
-    try:
-        value = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return 0.0
-    if math.isnan(value):
-        return 0.0
-    return min(max(value, -MONEY_MAX), MONEY_MAX)
+    return _fit_within(value, MONEY_MAX)
 
 
 def fit_float(value: float) -> float:
     """Any finite double (NaN becomes 0, infinities the largest finite value of their sign)."""
-    if type(value) is float and math.isfinite(value):
+    return _fit_within(value, sys.float_info.max)
+
+
+def _fit_within(value: float, bound: float) -> float:
+    """``value`` as a float within ``±bound``; NaN and what is not a number become 0."""
+    if type(value) is float and -bound <= value <= bound:
         return value
     try:
         value = float(value)
@@ -78,4 +76,4 @@ def fit_float(value: float) -> float:
         return 0.0
     if math.isnan(value):
         return 0.0
-    return min(max(value, -1.7976931348623157e308), 1.7976931348623157e308)
+    return min(max(value, -bound), bound)
