@@ -56,18 +56,60 @@ class Relay(Protocol):
         ...
 
 
-class PassthroughRelay:
-    """Same format on both sides: complete events are forwarded as received."""
+class _RelayBase:
+    """What both relays share: the upstream's parser, the end of the stream, an in-band failure."""
 
-    __slots__ = ("parser", "watch", "stream_error", "done", "failed", "error_status")
+    __slots__ = ("parser", "done", "failed", "error_status")
 
-    def __init__(self, watch: PassthroughWatch, stream_error: Callable[[int, str], bytes], parser: SSEParser | None = None) -> None:
+    def __init__(self, parser: SSEParser | None) -> None:
         self.parser = parser or SSEParser()
-        self.watch = watch
-        self.stream_error = stream_error
         self.done = False
         self.failed = False
         self.error_status = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        raise NotImplementedError
+
+    def end(self) -> bytes:
+        if self.done:
+            return b""
+        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
+        if self.done:
+            return tail
+        return tail + self._at_eof()
+
+    def fail(self, status: int, message: str) -> bytes:
+        if self.done:
+            return b""
+        self.done = self.failed = True
+        self.error_status = status
+        return self._in_band_error(status, message)
+
+    def _parsed(self, chunk: bytes) -> tuple[list, str | None]:
+        """The events in ``chunk``, and why a frame broke its framing (Bedrock's checksums) if one
+        did: the events before it still go."""
+        try:
+            return self.parser.feed(chunk), None
+        except ValueError as exc:
+            return getattr(exc, "parsed", []), str(exc)
+
+    def _at_eof(self) -> bytes:
+        """The upstream closed the stream (nothing pending): the client's closing bytes."""
+        raise NotImplementedError
+
+    def _in_band_error(self, status: int, message: str) -> bytes:
+        raise NotImplementedError
+
+
+class PassthroughRelay(_RelayBase):
+    """Same format on both sides: complete events are forwarded as received."""
+
+    __slots__ = ("watch", "stream_error")
+
+    def __init__(self, watch: PassthroughWatch, stream_error: Callable[[int, str], bytes], parser: SSEParser | None = None) -> None:
+        super().__init__(parser)
+        self.watch = watch
+        self.stream_error = stream_error
 
     @property
     def usage(self) -> Usage:
@@ -82,11 +124,7 @@ class PassthroughRelay:
             return b""
         out = []
         watch = self.watch
-        broken = None
-        try:
-            events = self.parser.feed(chunk)
-        except ValueError as exc:  # a frame that breaks its framing (Bedrock's checksums): the ones before it still go
-            events, broken = getattr(exc, "parsed", []), str(exc)
+        events, broken = self._parsed(chunk)
         for event in events:
             try:
                 keep = watch.observe(event)
@@ -105,39 +143,27 @@ class PassthroughRelay:
             out.append(self.fail(502, broken))
         return b"".join(out)
 
-    def end(self) -> bytes:
-        if self.done:
-            return b""
-        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
-        if self.done:
-            return tail
+    def _at_eof(self) -> bytes:
         closing = self.watch.at_eof()
         if closing is None:
-            return tail + self.fail(502, TRUNCATED)
+            return self.fail(502, TRUNCATED)
         self.done = True
-        return tail + closing
+        return closing
 
-    def fail(self, status: int, message: str) -> bytes:
-        if self.done:
-            return b""
-        self.done = self.failed = True
-        self.error_status = status
+    def _in_band_error(self, status: int, message: str) -> bytes:
         return self.stream_error(status, message)
 
 
-class TranslatingRelay:
+class TranslatingRelay(_RelayBase):
     """Different formats: upstream events → decoder → hub events → encoder → client events."""
 
-    __slots__ = ("parser", "hub", "decoder", "encoder", "done", "failed", "error_status", "content_events")
+    __slots__ = ("hub", "decoder", "encoder", "content_events")
 
     def __init__(self, decoder: StreamDecoder, encoder: StreamEncoder, parser: SSEParser | None = None) -> None:
-        self.parser = parser or SSEParser()
+        super().__init__(parser)
         self.hub = SSEParser()
         self.decoder = decoder
         self.encoder = encoder
-        self.done = False
-        self.failed = False
-        self.error_status = 0
         self.content_events = 0
 
     @property
@@ -149,11 +175,7 @@ class TranslatingRelay:
             return b""
         out = []
         decoder = self.decoder
-        broken = None
-        try:
-            events = self.parser.feed(chunk)
-        except ValueError as exc:  # a frame that breaks its framing (Bedrock's checksums): the ones before it still go
-            events, broken = getattr(exc, "parsed", []), str(exc)
+        events, broken = self._parsed(chunk)
         for event in events:
             data = event.data
             if data and data != b"[DONE]" and not looks_like_json_object(data):
@@ -185,26 +207,17 @@ class TranslatingRelay:
                 break
         return b"".join(out)
 
-    def end(self) -> bytes:
-        if self.done:
-            return b""
-        tail = self.feed(b"\n\n") if self.parser.pending.strip() else b""
-        if self.done:
-            return tail
+    def _at_eof(self) -> bytes:
         decoder = self.decoder
         if decoder.complete and not decoder.failed:
-            tail += self._through(decoder.finish())
+            tail = self._through(decoder.finish())
             if not self.done:
                 self.done = True
                 tail += self.encoder.finish()
             return tail
-        return tail + self.fail(502, TRUNCATED)
+        return self.fail(502, TRUNCATED)
 
-    def fail(self, status: int, message: str) -> bytes:
-        if self.done:
-            return b""
-        self.done = self.failed = True
-        self.error_status = status
+    def _in_band_error(self, status: int, message: str) -> bytes:
         return self.encoder.fail(status, message)
 
 
