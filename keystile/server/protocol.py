@@ -162,12 +162,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(bounds.header_timeout)  # a connection that never sends a request is closed
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-        if self.idle:
-            self.idle = False
-            self.table.idle.pop(self, None)
+        self._disarm()
+        self._busy()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -176,9 +172,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self.head_received > LINGER_BYTES:
                 self.transport.close()
             return
-        if self.idle:
-            self.idle = False
-            self.table.idle.pop(self, None)
+        if self.idle:  # (checked here: this runs on every read)
+            self._busy()
         self._unset_keepalive_if_required()
         if self.phase == _HEAD:
             self.head_received += len(data)
@@ -233,9 +228,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
+        self._disarm()
         if self.head_size > self.max_head:
             self._refuse_head_size()
             raise _Refusal
@@ -252,9 +245,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
+        self._disarm()
         self.phase = _HEAD
         self.head_size = self.head_received = 0
 
@@ -262,6 +253,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm(self, seconds: float) -> None:
         self.deadline = self.loop.call_later(seconds, self._deadline_passed)
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _busy(self) -> None:
+        """The connection is no longer idle: it cannot be evicted to make room for another."""
+        if self.idle:
+            self.idle = False
+            self.table.idle.pop(self, None)
 
     def _deadline_passed(self) -> None:
         self.deadline = None
@@ -301,12 +303,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.answered = True
         self.head_received = 0  # from here on: bytes dropped while lingering
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-        if self.idle:
-            self.idle = False
-            self.table.idle.pop(self, None)
+        self._disarm()
+        self._busy()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             if cycle.response_started or self.phase == _HEAD:
